@@ -1,0 +1,1 @@
+"""geozoo.metrics"""

@@ -1,0 +1,75 @@
+"""A plain convolutional baseline for digit images."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from torch import Tensor, nn
+
+from geozoo.nn.checks import check_images
+from geozoo.zoo.registry import register_model
+
+__all__ = ["PlainCNN", "cnn_mnist"]
+
+MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
+
+
+class PlainCNN(nn.Module):
+    """Conv-BN-ReLU stages with max pooling, global average pooling and a linear head.
+
+    Takes float images in [0, 1] of shape ``(N, in_channels, *input_size)``; normalisation
+    happens inside the model.
+
+    Args:
+        in_channels: image channels.
+        num_classes: number of output logits.
+        widths: channels of each stage; each stage has two 3x3 convolutions and halves the size
+            (except the last).
+        input_size: expected ``(H, W)``; checked on every call.
+        dropout: dropout before the head.
+        mean, std: normalisation applied to the input.
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 1,
+        num_classes: int = 10,
+        widths: Sequence[int] = (32, 64, 128),
+        input_size: Sequence[int] = (40, 40),
+        dropout: float = 0.1,
+        mean: float = MNIST_MEAN,
+        std: float = MNIST_STD,
+    ) -> None:
+        super().__init__()
+        self.in_channels = in_channels
+        self.input_size = tuple(input_size)
+        self.mean, self.std = mean, std
+        layers: list[nn.Module] = []
+        previous = in_channels
+        for index, width in enumerate(widths):
+            for _ in range(2):
+                layers += [
+                    nn.Conv2d(previous, width, 3, padding=1, bias=False),
+                    nn.BatchNorm2d(width),
+                    nn.ReLU(inplace=True),
+                ]
+                previous = width
+            if index < len(widths) - 1:
+                layers.append(nn.MaxPool2d(2))
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Sequential(
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Dropout(dropout),
+            nn.Linear(previous, num_classes),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        check_images(x, self.in_channels, self.input_size)
+        return self.head(self.features((x - self.mean) / self.std))
+
+
+@register_model
+def cnn_mnist(**kwargs) -> PlainCNN:
+    """Plain CNN baseline for 40x40 MNIST digits (the affNIST frame)."""
+    return PlainCNN(**{"in_channels": 1, "num_classes": 10, "input_size": (40, 40), **kwargs})

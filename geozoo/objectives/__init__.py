@@ -1,0 +1,6 @@
+"""Training objectives behind one protocol (see :mod:`geozoo.objectives.base`)."""
+
+from geozoo.objectives.base import Objective, ObjectiveOutput, StepContext
+from geozoo.objectives.classification import CrossEntropy
+
+__all__ = ["CrossEntropy", "Objective", "ObjectiveOutput", "StepContext"]
