@@ -1,1 +1,5 @@
 """geozoo.metrics"""
+
+from geozoo.metrics.equivariance import EquivarianceError
+
+__all__ = ["EquivarianceError"]
