@@ -1,5 +1,6 @@
 """Whole networks built from :mod:`geozoo.nn`; importing this module registers the zoo builders."""
 
 from geozoo.nets.cnn import PlainCNN
+from geozoo.nets.transformer import PatchTransformer
 
-__all__ = ["PlainCNN"]
+__all__ = ["PatchTransformer", "PlainCNN"]

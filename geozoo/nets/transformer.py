@@ -1,0 +1,289 @@
+"""Patch-embedding image transformers from full ViT down to the minimal symmetric-attention model.
+
+The variants follow Bermeitinger et al., "Reducing the Transformer Architecture to a Minimum"
+(2024, arXiv 2410.13732): each encoder block is a
+:class:`~geozoo.nn.attention.ReducedTransformerBlock` whose MLP, query/key, similarity and
+value/output parts are chosen independently. Registered builders (all for 28x28 MNIST digits
+unless the name says otherwise), from most to fewest parameters:
+
+================================  =====  ==========  ==========  =========  =====
+name                              MLP    qk          similarity  vo         heads
+================================  =====  ==========  ==========  =========  =====
+``vit_tiny_mnist``                yes    separate    general     separate   4
+``symformer_nomlp_mnist``         no     separate    general     separate   4
+``symformer_wqk_mnist``           no     collapsed   general     collapsed  1
+``symformer_sym_mnist``           no     collapsed   symmetric   collapsed  1
+``symformer_wqk_novo_mnist``      no     collapsed   general     none       1
+``symformer_min_mnist``           no     collapsed   symmetric   none       1
+================================  =====  ==========  ==========  =========  =====
+
+The collapsed variants use one head, as in the paper: with ``H`` heads a collapsed ``W^QK``
+costs ``H N^2`` instead of ``2 N^2`` and stops paying off. ``vit_tiny_cifar10`` and
+``symformer_min_cifar10`` are the two ends for 32x32 RGB CIFAR-10 images.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import torch
+from torch import Tensor, nn
+
+from geozoo.nn.attention import QKMode, ReducedTransformerBlock, Similarity, VOMode
+from geozoo.nn.checks import check_images
+from geozoo.zoo.registry import register_model
+
+__all__ = [
+    "PatchTransformer",
+    "symformer_min_cifar10",
+    "symformer_min_mnist",
+    "symformer_nomlp_mnist",
+    "symformer_sym_mnist",
+    "symformer_wqk_mnist",
+    "symformer_wqk_novo_mnist",
+    "vit_tiny_cifar10",
+    "vit_tiny_mnist",
+]
+
+MNIST_MEAN, MNIST_STD = (0.1307,), (0.3081,)
+CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
+
+Pool = Literal["cls", "mean"]
+
+
+class PatchTransformer(nn.Module):
+    r"""Vision transformer: non-overlapping patches -> tokens -> reduced encoder blocks -> head.
+
+    An image of shape ``(C, H, W)`` in [0, 1] is normalised inside the model, cut into
+    ``L = (H/p)(W/p)`` patches of ``p x p`` pixels, each patch linearly embedded to width ``N``
+    (a stride-``p`` convolution), optionally preceded by a learned class token and added to
+    learned position embeddings, passed through ``depth`` pre-norm
+    :class:`~geozoo.nn.attention.ReducedTransformerBlock` s, layer-normalised, pooled (class
+    token or mean over tokens) and classified by a linear head.
+
+    Parameter count (see :meth:`parameter_count`), with ``L' = L + [cls]`` and ``K`` classes::
+
+        C p^2 N + N  (patch embedding)  + [cls] N  + [pos] L' N
+        + depth * P_block  + 2N (final norm)  + N K + K (head)
+
+    Without position embeddings the network is invariant to permutations of the patches, since
+    each block is permutation-equivariant and both poolings are symmetric functions.
+
+    Args:
+        in_channels: image channels ``C``.
+        num_classes: number of logits ``K``.
+        input_size: ``(H, W)``; both must be multiples of ``patch_size``. Checked on every call.
+        patch_size: patch side ``p``.
+        dim: token width ``N``.
+        depth: number of encoder blocks.
+        heads, qk, similarity, vo, mlp, mlp_ratio: per-block options, see
+            :class:`~geozoo.nn.attention.ReducedTransformerBlock`.
+        dropout: dropout inside the blocks.
+        pool: ``"cls"`` (a learned class token) or ``"mean"`` (average of the tokens).
+        pos_embed: learned absolute position embeddings.
+        mean, std: per-channel normalisation applied to the input.
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 1,
+        num_classes: int = 10,
+        input_size: Sequence[int] = (28, 28),
+        patch_size: int = 7,
+        dim: int = 64,
+        depth: int = 6,
+        heads: int = 4,
+        qk: QKMode = "separate",
+        similarity: Similarity = "general",
+        vo: VOMode = "separate",
+        mlp: bool = True,
+        mlp_ratio: float = 4.0,
+        dropout: float = 0.0,
+        pool: Pool = "cls",
+        pos_embed: bool = True,
+        mean: Sequence[float] = MNIST_MEAN,
+        std: Sequence[float] = MNIST_STD,
+    ) -> None:
+        super().__init__()
+        self.input_size = tuple(int(s) for s in input_size)
+        if len(self.input_size) != 2 or any(s % patch_size for s in self.input_size):
+            raise ValueError(
+                f"input_size must be (H, W) with both multiples of patch_size={patch_size}, "
+                f"got {tuple(input_size)}"
+            )
+        if pool not in ("cls", "mean"):
+            raise ValueError(f"pool must be 'cls' or 'mean', got {pool!r}")
+        if depth < 1:
+            raise ValueError(f"depth must be at least 1, got {depth}")
+        if len(mean) != in_channels or len(std) != in_channels:
+            raise ValueError(
+                f"mean and std need one value per channel ({in_channels}), got "
+                f"{len(mean)} and {len(std)}"
+            )
+        self.in_channels, self.num_classes, self.patch_size = in_channels, num_classes, patch_size
+        self.dim, self.depth, self.pool = dim, depth, pool
+        self.num_patches = (self.input_size[0] // patch_size) * (self.input_size[1] // patch_size)
+        self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1), persistent=False)
+
+        self.patch_embed = nn.Conv2d(in_channels, dim, patch_size, stride=patch_size)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, dim)) if pool == "cls" else None
+        tokens = self.num_patches + (pool == "cls")
+        self.pos_embed = nn.Parameter(torch.zeros(1, tokens, dim)) if pos_embed else None
+        self.blocks = nn.ModuleList(
+            ReducedTransformerBlock(dim, heads, qk, similarity, vo, mlp, mlp_ratio, dropout)
+            for _ in range(depth)
+        )
+        self.norm = nn.LayerNorm(dim)
+        self.head = nn.Linear(dim, num_classes)
+        for p in (self.cls_token, self.pos_embed):
+            if p is not None:
+                nn.init.trunc_normal_(p, std=0.02)
+
+    @staticmethod
+    def parameter_count(
+        in_channels: int = 1,
+        num_classes: int = 10,
+        input_size: Sequence[int] = (28, 28),
+        patch_size: int = 7,
+        dim: int = 64,
+        depth: int = 6,
+        heads: int = 4,
+        qk: QKMode = "separate",
+        similarity: Similarity = "general",
+        vo: VOMode = "separate",
+        mlp: bool = True,
+        mlp_ratio: float = 4.0,
+        pool: Pool = "cls",
+        pos_embed: bool = True,
+        **_: Any,
+    ) -> int:
+        """Closed-form parameter count (formula in the class docstring); extra keyword
+        arguments that do not change it (dropout, mean, std) are accepted and ignored."""
+        n = dim
+        tokens = (input_size[0] // patch_size) * (input_size[1] // patch_size) + (pool == "cls")
+        block = ReducedTransformerBlock.parameter_count(
+            n, heads, qk, similarity, vo, mlp, mlp_ratio
+        )
+        return (
+            in_channels * patch_size**2 * n
+            + n
+            + (pool == "cls") * n
+            + pos_embed * tokens * n
+            + depth * block
+            + 2 * n
+            + n * num_classes
+            + num_classes
+        )
+
+    def tokens(self, x: Tensor) -> Tensor:
+        """Normalise, embed the patches and add class token / positions: ``(B, L', N)``."""
+        check_images(x, self.in_channels, self.input_size)
+        z = self.patch_embed((x - self.mean) / self.std).flatten(2).transpose(1, 2)
+        if self.cls_token is not None:
+            z = torch.cat([self.cls_token.expand(z.shape[0], -1, -1), z], dim=1)
+        if self.pos_embed is not None:
+            z = z + self.pos_embed
+        return z
+
+    def features(self, x: Tensor) -> Tensor:
+        """The pooled, normalised representation fed to the head: ``(B, N)``."""
+        z = self.tokens(x)
+        for block in self.blocks:
+            z = block(z)
+        z = self.norm(z)
+        return z[:, 0] if self.pool == "cls" else z.mean(dim=1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.features(x))
+
+
+def _mnist(**kwargs: Any) -> dict[str, Any]:
+    return {
+        "in_channels": 1,
+        "num_classes": 10,
+        "input_size": (28, 28),
+        "patch_size": 7,
+        "dim": 64,
+        "depth": 6,
+        "mean": MNIST_MEAN,
+        "std": MNIST_STD,
+        **kwargs,
+    }
+
+
+def _cifar10(**kwargs: Any) -> dict[str, Any]:
+    return {
+        "in_channels": 3,
+        "num_classes": 10,
+        "input_size": (32, 32),
+        "patch_size": 4,
+        "dim": 128,
+        "depth": 6,
+        "mean": CIFAR10_MEAN,
+        "std": CIFAR10_STD,
+        **kwargs,
+    }
+
+
+FULL: dict[str, Any] = {"heads": 4, "qk": "separate", "similarity": "general", "vo": "separate"}
+MINIMAL: dict[str, Any] = {
+    "heads": 1,
+    "qk": "collapsed",
+    "similarity": "symmetric",
+    "vo": "none",
+    "mlp": False,
+}
+
+
+@register_model
+def vit_tiny_mnist(**kwargs: Any) -> PatchTransformer:
+    """Full ViT baseline for 28x28 MNIST: 7x7 patches, width 64, depth 6, 4 heads, MLP ratio 4."""
+    return PatchTransformer(**_mnist(**{**FULL, "mlp": True, **kwargs}))
+
+
+@register_model
+def symformer_nomlp_mnist(**kwargs: Any) -> PatchTransformer:
+    """``vit_tiny_mnist`` without the MLPs (Bermeitinger et al. reduction 1)."""
+    return PatchTransformer(**_mnist(**{**FULL, "mlp": False, **kwargs}))
+
+
+@register_model
+def symformer_wqk_mnist(**kwargs: Any) -> PatchTransformer:
+    """No MLP, one head, collapsed ``W^QK`` and ``W^VO`` (2N^2 per layer; reduction 2)."""
+    return PatchTransformer(
+        **_mnist(**{**MINIMAL, "similarity": "general", "vo": "collapsed", **kwargs})
+    )
+
+
+@register_model
+def symformer_sym_mnist(**kwargs: Any) -> PatchTransformer:
+    """No MLP, one head, symmetric ``W^QK = T T^T`` and collapsed ``W^VO`` (reduction 4)."""
+    return PatchTransformer(
+        **_mnist(**{**MINIMAL, "similarity": "symmetric", "vo": "collapsed", **kwargs})
+    )
+
+
+@register_model
+def symformer_wqk_novo_mnist(**kwargs: Any) -> PatchTransformer:
+    """No MLP, one head, collapsed general ``W^QK``, no ``W^V``/``W^O`` (reductions 2 + 3)."""
+    return PatchTransformer(**_mnist(**{**MINIMAL, "similarity": "general", **kwargs}))
+
+
+@register_model
+def symformer_min_mnist(**kwargs: Any) -> PatchTransformer:
+    """The minimal transformer: no MLP, one head, ``W^QK = T T^T``, no ``W^V``/``W^O``."""
+    return PatchTransformer(**_mnist(**{**MINIMAL, **kwargs}))
+
+
+@register_model
+def vit_tiny_cifar10(**kwargs: Any) -> PatchTransformer:
+    """Full ViT baseline for 32x32 CIFAR-10: 4x4 patches, width 128, depth 6, 4 heads, MLP."""
+    return PatchTransformer(**_cifar10(**{**FULL, "mlp": True, **kwargs}))
+
+
+@register_model
+def symformer_min_cifar10(**kwargs: Any) -> PatchTransformer:
+    """The minimal transformer for CIFAR-10 (same stem and width as ``vit_tiny_cifar10``)."""
+    return PatchTransformer(**_cifar10(**{**MINIMAL, **kwargs}))
