@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from geozoo.nets.transformer import PatchTransformer
+from geozoo.testing import Transform, assert_equivariant
 from geozoo.zoo import create_model, list_models
 
 MNIST_VARIANTS = [
@@ -86,6 +87,10 @@ def test_cifar_variants_forward(name):
     assert model(torch.rand(2, 3, 32, 32)).shape == (2, 10)
 
 
+def perms(k: int) -> list[torch.Tensor]:
+    return [torch.randperm(16) for _ in range(k)]
+
+
 def _permute_patches(x: torch.Tensor, patch: int, perm: torch.Tensor) -> torch.Tensor:
     b, c, h, w = x.shape
     gh, gw = h // patch, w // patch
@@ -108,6 +113,8 @@ def test_patch_permutation_without_positions(name, pool):
     tokens, tokens_p = model.tokens(x), model.tokens(xp)
     torch.testing.assert_close(tokens_p[:, offset:], tokens[:, offset:][:, perm])
     torch.testing.assert_close(model(xp), model(x))
+    shuffles = [Transform(lambda t, q=q: _permute_patches(t, 7, q), "shuffle") for q in perms(3)]
+    assert_equivariant(model, x, shuffles)  # invariant logits
 
 
 def test_position_embeddings_break_permutation_invariance():

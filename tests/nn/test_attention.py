@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from geozoo.nn.attention import ReducedSelfAttention, ReducedTransformerBlock
+from geozoo.testing import assert_equivariant, permute_points
 
 QK_SIM = [
     ("separate", "general"),
@@ -143,6 +144,9 @@ def test_block_token_permutation_equivariance(qk, similarity, vo, mlp):
     x = torch.randn(2, 9, 8, dtype=torch.float64)
     perm = torch.randperm(9)
     torch.testing.assert_close(block(x[:, perm]), block(x)[:, perm])
+    # the same through the public checker, for several permutations at once
+    perms = [permute_points(torch.randperm(9), dim=1) for _ in range(3)]
+    assert_equivariant(block, x, perms, perms)
 
 
 @pytest.mark.parametrize("qk,similarity,vo", ALL)
