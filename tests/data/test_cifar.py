@@ -161,3 +161,27 @@ def test_random_crop_flip_against_loop():
         expected = crop.flip(-1) if flip[i] else crop
         torch.testing.assert_close(out[i], expected)
     torch.testing.assert_close(random_crop_flip(images, seed=5), out)
+
+
+@pytest.mark.parametrize("recipe", ["vit_tiny_cifar10", "symformer_min_cifar10"])
+def test_cifar_recipes_run_on_generated_data(tmp_path, recipe):
+    from geozoo.cli import build_cli
+
+    _write_records(tmp_path / "data")
+    root = Path(__file__).resolve().parents[2]
+    build_cli(
+        [
+            "fit",
+            "--config",
+            str(root / "configs" / f"{recipe}.yaml"),
+            "--trainer.fast_dev_run=2",
+            "--trainer.accelerator=cpu",
+            f"--trainer.default_root_dir={tmp_path}",
+            "--model.init_args.network.init_args.dim=16",
+            "--model.init_args.network.init_args.depth=1",
+            f"--data.init_args.data_dir={tmp_path / 'data'}",
+            "--data.init_args.source=dir",
+            "--data.init_args.val_size=10",
+            "--data.init_args.batch_size=4",
+        ]
+    )
