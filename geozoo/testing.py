@@ -29,9 +29,10 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -46,6 +47,7 @@ __all__ = [
     "compose",
     "conjugate",
     "d4_elements",
+    "default_dtype",
     "disc_mask",
     "equivariance_error",
     "fiber_transform",
@@ -326,13 +328,25 @@ def irreps_transform(irreps: str, rotation: Transform) -> Transform:
     r = rotation.matrix  # type: ignore[attr-defined]
     # e3nn builds its Lie-algebra generators in the default dtype: use float64 so that the
     # Wigner matrices are exact to ~1e-15 rather than ~1e-7
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    try:
+    with default_dtype(torch.float64):
         d = o3.Irreps(irreps).D_from_matrix(r.to(torch.float64))
+    return Transform(lambda f: f @ d.to(f).T, f"irreps({irreps}, {rotation.name})")
+
+
+@contextlib.contextmanager
+def default_dtype(dtype: torch.dtype) -> Iterator[None]:
+    """Temporarily set torch's default dtype, e.g. to build a model whose constants (e3nn's
+    Clebsch-Gordan coefficients, escnn's bases) are computed in float64::
+
+        with default_dtype(torch.float64):
+            model = build()  # constants exact to ~1e-16, not rounded to float32
+    """
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        yield
     finally:
         torch.set_default_dtype(previous)
-    return Transform(lambda f: f @ d.to(f).T, f"irreps({irreps}, {rotation.name})")
 
 
 # --------------------------------------------------------------------------------------------

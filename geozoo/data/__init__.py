@@ -1,1 +1,20 @@
-"""geozoo.data"""
+"""LightningDataModules and dataset sources (real download + offline fallback)."""
+
+from geozoo.data.cifar import CIFAR10DataModule
+from geozoo.data.mnist import MNISTDataModule
+from geozoo.data.mnist_sources import MNISTNotFoundError, resolve_mnist
+from geozoo.data.pointclouds import InertiaDataModule, TetrisDataModule
+from geozoo.data.transforms import affine_warp, affnist_style, pad_to, random_rotation
+
+__all__ = [
+    "CIFAR10DataModule",
+    "InertiaDataModule",
+    "MNISTDataModule",
+    "MNISTNotFoundError",
+    "TetrisDataModule",
+    "affine_warp",
+    "affnist_style",
+    "pad_to",
+    "random_rotation",
+    "resolve_mnist",
+]

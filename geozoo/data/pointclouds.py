@@ -1,11 +1,22 @@
-"""Point-cloud helpers shared by the synthetic 3D tasks."""
+"""Synthetic 3D point-cloud tasks: inertia tensors of point masses and the 3D Tetris shapes."""
 
 from __future__ import annotations
 
+import lightning as L
 import torch
 from torch import Tensor
+from torch.utils.data import DataLoader, Dataset, TensorDataset
 
-__all__ = ["inertia_tensor"]
+__all__ = [
+    "TETRIS_MIRROR",
+    "TETRIS_NAMES",
+    "InertiaDataModule",
+    "TetrisDataModule",
+    "inertia_dataset",
+    "inertia_tensor",
+    "tetris_dataset",
+    "tetris_shapes",
+]
 
 
 def inertia_tensor(positions: Tensor, masses: Tensor) -> Tensor:
@@ -27,3 +38,220 @@ def inertia_tensor(positions: Tensor, masses: Tensor) -> Tensor:
     eye = torch.eye(3, dtype=positions.dtype, device=positions.device)
     outer = positions.unsqueeze(-1) * positions.unsqueeze(-2)  # (..., K, 3, 3)
     return (masses[..., None, None] * (squared[..., None, None] * eye - outer)).sum(-3)
+
+
+# --------------------------------------------------------------------------------------------
+# 3D Tetris: 8 shapes of 4 unit voxels (the classic test of Thomas et al., 2018, "Tensor field
+# networks", section 4.1). Classes 0 and 1 are mirror images of each other (a chiral pair).
+# --------------------------------------------------------------------------------------------
+
+TETRIS_NAMES = (
+    "chiral_left",
+    "chiral_right",
+    "square",
+    "line",
+    "corner",
+    "L",
+    "T",
+    "zigzag",
+)
+
+_TETRIS_VOXELS = (
+    ((0, 0, 0), (0, 0, 1), (1, 0, 0), (1, 1, 0)),
+    ((0, 0, 0), (0, 0, 1), (1, 0, 0), (1, -1, 0)),
+    ((0, 0, 0), (1, 0, 0), (0, 1, 0), (1, 1, 0)),
+    ((0, 0, 0), (0, 0, 1), (0, 0, 2), (0, 0, 3)),
+    ((0, 0, 0), (0, 0, 1), (0, 1, 0), (1, 0, 0)),
+    ((0, 0, 0), (0, 0, 1), (0, 0, 2), (0, 1, 0)),
+    ((0, 0, 0), (0, 0, 1), (0, 0, 2), (0, 1, 1)),
+    ((0, 0, 0), (1, 0, 0), (1, 1, 0), (2, 1, 0)),
+)
+
+#: Mirror image of each Tetris class (a reflection maps class c to ``TETRIS_MIRROR[c]``).
+TETRIS_MIRROR = (1, 0, 2, 3, 4, 5, 6, 7)
+
+
+def tetris_shapes(dtype: torch.dtype = torch.float32) -> Tensor:
+    """The 8 Tetris shapes as voxel centres, shape (8, 4, 3), each centred at its centroid."""
+    shapes = torch.tensor(_TETRIS_VOXELS, dtype=torch.float64)
+    return (shapes - shapes.mean(1, keepdim=True)).to(dtype)
+
+
+def _haar_o3(n: int, generator: torch.Generator, proper_only: bool) -> Tensor:
+    """``n`` Haar-random matrices of SO(3) (``proper_only``) or O(3), float64, (n, 3, 3)."""
+    q, r = torch.linalg.qr(torch.randn(n, 3, 3, generator=generator, dtype=torch.float64))
+    q = q * torch.sign(torch.diagonal(r, dim1=-2, dim2=-1)).unsqueeze(-2)
+    if proper_only:
+        q = q * torch.sign(torch.linalg.det(q))[:, None, None]  # -Q has det -det(Q) in 3D
+    return q
+
+
+def tetris_dataset(
+    copies: int,
+    seed: int,
+    group: str = "o3",
+    translation_scale: float = 2.0,
+    dtype: torch.dtype = torch.float32,
+) -> tuple[Tensor, Tensor]:
+    """Randomly moved copies of the 8 Tetris shapes with their labels.
+
+    Args:
+        copies: copies of each shape (the result has ``8 * copies`` clouds).
+        seed: seed of the rotations, translations and point orders.
+        group: ``"o3"`` (rotations and reflections: a reflected chiral shape gets its mirror
+            label), ``"so3"`` (rotations only) or ``"none"`` (shapes as defined).
+        translation_scale: standard deviation of the random translation (voxel units).
+
+    Returns:
+        positions (8 * copies, 4, 3) and labels (8 * copies,), with each cloud's points in a
+        random order.
+    """
+    if group not in ("o3", "so3", "none"):
+        raise ValueError(f"group must be 'o3', 'so3' or 'none', got {group!r}")
+    gen = torch.Generator().manual_seed(int(seed))
+    shapes = tetris_shapes(torch.float64)
+    labels = torch.arange(8).repeat(copies)
+    positions = shapes[labels]
+    n = len(labels)
+    if group != "none":
+        rotations = _haar_o3(n, gen, proper_only=group == "so3")
+        positions = positions @ rotations.transpose(-1, -2)
+        improper = torch.linalg.det(rotations) < 0
+        mirror = torch.tensor(TETRIS_MIRROR)
+        labels = torch.where(improper, mirror[labels], labels)
+    positions = positions + translation_scale * torch.randn(
+        n, 1, 3, generator=gen, dtype=torch.float64
+    )
+    order = torch.argsort(torch.rand(n, 4, generator=gen), dim=1)
+    positions = torch.gather(positions, 1, order[..., None].expand(n, 4, 3))
+    return positions.to(dtype), labels
+
+
+class TetrisDataModule(L.LightningDataModule):
+    """3D Tetris classification: train on moved copies, test on O(3)-moved and translated ones.
+
+    Args:
+        train_copies: copies of each shape per training epoch.
+        val_copies, test_copies: copies of each shape in the validation and test sets.
+        train_group: symmetry applied to training copies (``"none"``, ``"so3"`` or ``"o3"``);
+            an equivariant network learns from ``"none"``.
+        batch_size: batch size.
+        seed: seed of the validation and test sets (training copies use ``seed + 1``).
+    """
+
+    test_set_names = ("o3",)
+
+    def __init__(
+        self,
+        train_copies: int = 4,
+        val_copies: int = 25,
+        test_copies: int = 100,
+        train_group: str = "none",
+        batch_size: int = 16,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.train_copies, self.val_copies, self.test_copies = train_copies, val_copies, test_copies
+        self.train_group, self.batch_size, self.seed = train_group, batch_size, seed
+
+    def setup(self, stage: str | None = None) -> None:
+        self.train_set = TensorDataset(
+            *tetris_dataset(self.train_copies, self.seed + 1, self.train_group)
+        )
+        self.val_set = TensorDataset(*tetris_dataset(self.val_copies, self.seed + 2, "o3"))
+        self.test_set = TensorDataset(*tetris_dataset(self.test_copies, self.seed, "o3"))
+
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(self.train_set, batch_size=self.batch_size, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return DataLoader(self.val_set, batch_size=256)
+
+    def test_dataloader(self) -> list[DataLoader]:
+        return [DataLoader(self.test_set, batch_size=256)]
+
+
+# --------------------------------------------------------------------------------------------
+# Inertia tensors of random point masses: an equivariant (l=0 + l=2) regression target.
+# --------------------------------------------------------------------------------------------
+
+
+def inertia_dataset(
+    size: int, seed: int, points: int = 5, dtype: torch.dtype = torch.float32
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Random point masses and their inertia tensors about the centre of mass.
+
+    Positions are standard normal (then randomly translated by N(0, 2^2) so that only relative
+    positions carry information), masses uniform in [0.5, 1.5].
+
+    Returns:
+        positions (size, points, 3), masses (size, points), inertia (size, 3, 3).
+    """
+    gen = torch.Generator().manual_seed(int(seed))
+    positions = torch.randn(size, points, 3, generator=gen, dtype=torch.float64)
+    masses = 0.5 + torch.rand(size, points, generator=gen, dtype=torch.float64)
+    positions = positions + 2.0 * torch.randn(size, 1, 3, generator=gen, dtype=torch.float64)
+    centre = (masses[..., None] * positions).sum(1, keepdim=True) / masses.sum(1)[:, None, None]
+    inertia = inertia_tensor(positions - centre, masses)
+    return positions.to(dtype), masses.to(dtype), inertia.to(dtype)
+
+
+class _PairDataset(Dataset):
+    """Items ``((positions, masses), target)`` for networks called as ``network(*inputs)``."""
+
+    def __init__(self, positions: Tensor, masses: Tensor, targets: Tensor) -> None:
+        self.positions, self.masses, self.targets = positions, masses, targets
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, index: int) -> tuple[tuple[Tensor, Tensor], Tensor]:
+        return (self.positions[index], self.masses[index]), self.targets[index]
+
+
+class InertiaDataModule(L.LightningDataModule):
+    """Regress the inertia tensor (about the centre of mass) of random point masses.
+
+    Batches are ``((positions (B, K, 3), masses (B, K)), inertia (B, 3, 3))``; the test set is
+    additionally moved by random O(3) elements (its targets transform as ``R I R^T``).
+
+    Args:
+        train_size, val_size, test_size: numbers of clouds.
+        points: points per cloud.
+        batch_size: batch size.
+        seed: seed of the data.
+    """
+
+    test_set_names = ("o3",)
+
+    def __init__(
+        self,
+        train_size: int = 2000,
+        val_size: int = 200,
+        test_size: int = 500,
+        points: int = 5,
+        batch_size: int = 32,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.sizes = (train_size, val_size, test_size)
+        self.points, self.batch_size, self.seed = points, batch_size, seed
+
+    def setup(self, stage: str | None = None) -> None:
+        train, val, test = self.sizes
+        self.train_set = _PairDataset(*inertia_dataset(train, self.seed + 1, self.points))
+        self.val_set = _PairDataset(*inertia_dataset(val, self.seed + 2, self.points))
+        positions, masses, inertia = inertia_dataset(test, self.seed, self.points, torch.float64)
+        rotations = _haar_o3(test, torch.Generator().manual_seed(self.seed + 3), False)
+        positions = positions @ rotations.transpose(-1, -2)
+        inertia = rotations @ inertia @ rotations.transpose(-1, -2)
+        self.test_set = _PairDataset(positions.float(), masses.float(), inertia.float())
+
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(self.train_set, batch_size=self.batch_size, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return DataLoader(self.val_set, batch_size=256)
+
+    def test_dataloader(self) -> list[DataLoader]:
+        return [DataLoader(self.test_set, batch_size=256)]

@@ -1,6 +1,8 @@
 """Whole networks built from :mod:`geozoo.nn`; importing this module registers the zoo builders."""
 
+from geozoo.nets.affconv import AffConvNet
 from geozoo.nets.cnn import PlainCNN
+from geozoo.nets.e3nn_nets import E3PointClassifier, E3TensorRegressor
 from geozoo.nets.transformer import PatchTransformer
 
-__all__ = ["PatchTransformer", "PlainCNN"]
+__all__ = ["AffConvNet", "E3PointClassifier", "E3TensorRegressor", "PatchTransformer", "PlainCNN"]
