@@ -34,7 +34,7 @@ class PlainCNN(nn.Module):
         self,
         in_channels: int = 1,
         num_classes: int = 10,
-        widths: Sequence[int] = (32, 64, 128),
+        widths: Sequence[int] = (16, 32, 64),
         input_size: Sequence[int] = (40, 40),
         dropout: float = 0.1,
         mean: float = MNIST_MEAN,

@@ -1,1 +1,5 @@
-"""geozoo.tasks"""
+"""Generic LightningModules: a network plus a list of weighted objectives."""
+
+from geozoo.tasks.classification import ClassificationTask
+
+__all__ = ["ClassificationTask"]
