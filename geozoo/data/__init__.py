@@ -4,13 +4,21 @@ from geozoo.data.cifar import CIFAR10DataModule
 from geozoo.data.mnist import MNISTDataModule
 from geozoo.data.mnist_sources import MNISTNotFoundError, resolve_mnist
 from geozoo.data.pointclouds import InertiaDataModule, TetrisDataModule
+from geozoo.data.symmetry_tasks import (
+    CosineSimilarityDataModule,
+    ModifiedInertiaDataModule,
+    MotionForecastingDataModule,
+)
 from geozoo.data.transforms import affine_warp, affnist_style, pad_to, random_rotation
 
 __all__ = [
     "CIFAR10DataModule",
+    "CosineSimilarityDataModule",
     "InertiaDataModule",
     "MNISTDataModule",
     "MNISTNotFoundError",
+    "ModifiedInertiaDataModule",
+    "MotionForecastingDataModule",
     "TetrisDataModule",
     "affine_warp",
     "affnist_style",

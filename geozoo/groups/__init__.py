@@ -16,6 +16,7 @@ from geozoo.groups.matrix import (
     haar_so,
     polar,
 )
+from geozoo.groups.representations import MatrixGroup, Rep, get_group
 
 __all__ = [
     "PD",
@@ -23,10 +24,13 @@ __all__ = [
     "SO",
     "Affine",
     "GLPlus",
+    "MatrixGroup",
     "PolarGroup",
+    "Rep",
     "RotationScaling",
     "Scaling",
     "UnitPD",
+    "get_group",
     "haar_so",
     "polar",
     "so_exp",

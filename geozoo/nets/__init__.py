@@ -3,6 +3,15 @@
 from geozoo.nets.affconv import AffConvNet
 from geozoo.nets.cnn import PlainCNN
 from geozoo.nets.e3nn_nets import E3PointClassifier, E3TensorRegressor
+from geozoo.nets.equivariant_mlp import EquivariantMLP, PlainMLP
 from geozoo.nets.transformer import PatchTransformer
 
-__all__ = ["AffConvNet", "E3PointClassifier", "E3TensorRegressor", "PatchTransformer", "PlainCNN"]
+__all__ = [
+    "AffConvNet",
+    "E3PointClassifier",
+    "E3TensorRegressor",
+    "EquivariantMLP",
+    "PatchTransformer",
+    "PlainCNN",
+    "PlainMLP",
+]

@@ -1,0 +1,324 @@
+"""MLPs on tensor representations: plain, hard-equivariant (EMLP-like), RPP and soft.
+
+One architecture, in the shape of EMLP (Finzi, Welling & Wilson, ICML 2021) as used by the
+soft-equivariance paper (Kim, Lee, Yang & Lee, ICML 2023, arXiv 2306.00356, Sec. 5):
+``num_blocks`` blocks of
+
+    lin = Linear(h)                         # to hidden + one gate scalar per non-scalar copy
+    pre = lin + Bilinear(lin)               # tensor products of a few low-rank copies
+    h   = Gate(pre)                         # silu on scalars, sigmoid(gate) * copy otherwise
+
+followed by a final linear map to the output representation.  Every linear map is a
+:class:`RepLinear` whose weight is, depending on ``mode``:
+
+* ``"free"``: unconstrained (the "soft" model of Kim et al., regularised by
+  :class:`geozoo.objectives.MixedSymmetryRegularizer`);
+* ``"equivariant"``: ``W = P_G V`` (hard equivariance to ``group``, EMLP-like);
+* ``"rpp"``: ``W = P_G V + U``, Residual Pathway Priors (Finzi, Benton & Wilson, NeurIPS 2021),
+  with the L2 priors of :class:`geozoo.objectives.ResidualPathwayPrior`.
+
+Gates, bilinear products and nonlinearities are equivariant for every group acting on the
+tensor representations of :mod:`geozoo.groups.representations` (gates are scalars), so with
+``mode="equivariant"`` the whole network is exactly ``G``-equivariant.
+
+:class:`PlainMLP` is the ordinary MLP baseline.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from geozoo.groups.projection import equivariant_projector
+from geozoo.groups.representations import MatrixGroup, Rep, get_group, tensor_features
+from geozoo.zoo.registry import register_model
+
+__all__ = [
+    "EquivariantMLP",
+    "GatedNonlinearity",
+    "PlainMLP",
+    "RepBilinear",
+    "RepLinear",
+    "as_rep",
+]
+
+MODES = ("free", "equivariant", "rpp")
+
+
+def as_rep(spec: Rep | Sequence[int]) -> Rep:
+    """A :class:`Rep` from itself or from multiplicities per rank (``[5, 5]`` = 5 scalars +
+    5 vectors, ``[0, 0, 1]`` = one rank-2 tensor)."""
+    if isinstance(spec, Rep):
+        return spec
+    if isinstance(spec, Sequence) and all(isinstance(m, int) and m >= 0 for m in spec):
+        rep = Rep.from_multiplicities(spec)
+        if rep.blocks:
+            return rep
+    raise ValueError(
+        f"expected a Rep or non-negative multiplicities per rank such as [5, 5], got {spec!r}"
+    )
+
+
+class RepLinear(nn.Module):
+    """A linear map between representations, free, projected (hard) or RPP.
+
+    Args:
+        rep_in, rep_out: input and output representations.
+        dim: dimension ``d`` of the base space the groups act on.
+        mode: ``"free"``, ``"equivariant"`` or ``"rpp"`` (see the module docstring).
+        group: the group of the projector for ``"equivariant"`` and ``"rpp"``.
+        rpp_init_scale: initial scale of the free path ``U`` relative to ``V`` (RPP uses 1e-3).
+    """
+
+    def __init__(
+        self,
+        rep_in: Rep,
+        rep_out: Rep,
+        dim: int = 3,
+        mode: str = "free",
+        group: MatrixGroup | str | None = None,
+        rpp_init_scale: float = 1e-3,
+    ) -> None:
+        super().__init__()
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        if mode != "free" and group is None:
+            raise ValueError(f"mode {mode!r} needs a group for its projector")
+        self.rep_in, self.rep_out, self.dim, self.mode = rep_in, rep_out, dim, mode
+        self.group = get_group(group) if group is not None else None
+        if self.group is not None and self.group.dim != dim:
+            raise ValueError(f"group {self.group.name} acts on R^{self.group.dim}, not R^{dim}")
+        n_in, n_out = rep_in.size(dim), rep_out.size(dim)
+        self.weight = nn.Parameter(torch.empty(n_out, n_in))
+        nn.init.orthogonal_(self.weight)
+        self.bias = nn.Parameter(torch.zeros(n_out))
+        if mode == "rpp":
+            self.weight_free = nn.Parameter(rpp_init_scale * self.weight.detach().clone())
+            self.bias_free = nn.Parameter(torch.zeros(n_out))
+        else:
+            self.register_parameter("weight_free", None)
+            self.register_parameter("bias_free", None)
+
+    def effective_weight(self) -> Tensor:
+        """The weight actually used in :meth:`forward`."""
+        if self.mode == "free":
+            return self.weight
+        projector = equivariant_projector(self.group, self.rep_out, self.rep_in)
+        w = projector(self.weight)
+        return w + self.weight_free if self.mode == "rpp" else w
+
+    def effective_bias(self) -> Tensor:
+        if self.mode == "free":
+            return self.bias
+        projector = equivariant_projector(self.group, self.rep_out, self.rep_in)
+        b = projector.project_bias(self.bias)
+        return b + self.bias_free if self.mode == "rpp" else b
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.linear(x, self.effective_weight(), self.effective_bias())
+
+    def extra_repr(self) -> str:
+        group = f", group={self.group.name}" if self.group is not None else ""
+        return f"{self.rep_in} -> {self.rep_out}, mode={self.mode}{group}"
+
+
+class GatedNonlinearity(nn.Module):
+    """Gated nonlinearity (Weiler et al. 2018; EMLP): ``silu`` on scalars, each non-scalar copy
+    multiplied by ``sigmoid`` of its own gate scalar.  Input: ``rep`` followed by one gate
+    scalar per non-scalar copy; output: ``rep``."""
+
+    def __init__(self, rep: Rep, dim: int = 3) -> None:
+        super().__init__()
+        self.rep, self.dim = rep, dim
+        size = rep.size(dim)
+        gate_index = torch.zeros(size, dtype=torch.long)
+        scalar_mask = torch.zeros(size, dtype=torch.bool)
+        copy = 0
+        for rank, mult, sl in rep.block_slices(dim):
+            if rank == 0:
+                scalar_mask[sl] = True
+                continue
+            width = dim**rank
+            for k in range(mult):
+                start = sl.start + k * width
+                gate_index[start : start + width] = copy
+                copy += 1
+        self.size = size
+        self.register_buffer("gate_index", gate_index, persistent=False)
+        self.register_buffer("scalar_mask", scalar_mask, persistent=False)
+
+    @property
+    def input_rep(self) -> Rep:
+        n = self.rep.num_nonscalar_copies
+        return self.rep + Rep(((0, n),)) if n else self.rep
+
+    def forward(self, x: Tensor) -> Tensor:
+        values, gates = x[..., : self.size], x[..., self.size :]
+        if gates.shape[-1] == 0:
+            return F.silu(values)
+        gated = values * torch.sigmoid(gates)[..., self.gate_index]
+        return torch.where(self.scalar_mask, F.silu(values), gated)
+
+
+class RepBilinear(nn.Module):
+    """``x -> L(s (x) s)`` with ``s`` the first ``scalars`` scalar and ``vectors`` vector copies
+    of ``x`` and ``L`` a :class:`RepLinear` from the product representation to ``rep_out``.
+
+    Tensor products of equivariant features are equivariant (they transform by the product
+    representation), so with a projected ``L`` the layer is exactly equivariant; it supplies the
+    quadratic terms (inner and outer products) that linear maps and gates cannot produce.
+    """
+
+    def __init__(
+        self,
+        rep_in: Rep,
+        rep_out: Rep,
+        scalars: int = 4,
+        vectors: int = 4,
+        dim: int = 3,
+        mode: str = "free",
+        group: MatrixGroup | str | None = None,
+    ) -> None:
+        super().__init__()
+        index, blocks = [], []
+        wanted = {0: scalars, 1: vectors}
+        for rank, mult, sl in rep_in.block_slices(dim):
+            taken = sum(m for r, m in blocks if r == rank)
+            take = min(wanted.get(rank, 0) - taken, mult)
+            if take > 0:
+                index.extend(range(sl.start, sl.start + take * dim**rank))
+                blocks.append((rank, take))
+        if not blocks:
+            raise ValueError(f"no scalar or vector copies in {rep_in} to form products from")
+        self.sub_rep = Rep(tuple(blocks))
+        self.dim = dim
+        self.register_buffer("index", torch.tensor(index, dtype=torch.long), persistent=False)
+        self.linear = RepLinear(self.sub_rep @ self.sub_rep, rep_out, dim, mode, group)
+        with torch.no_grad():  # start small, as a correction to the linear path
+            self.linear.weight.mul_(0.1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        sub = x[..., self.index]
+        return self.linear(tensor_features(sub, self.sub_rep, sub, self.sub_rep, self.dim))
+
+
+class EquivariantMLP(nn.Module):
+    """EMLP-shaped network on tensor representations (see the module docstring).
+
+    Args:
+        rep_in: input representation (``Rep`` or multiplicities per rank).
+        rep_out: output representation.
+        hidden: hidden representation, e.g. ``[32, 16, 4]`` (scalars, vectors, rank-2 tensors).
+        num_blocks: number of linear-bilinear-gate blocks before the final linear map.
+        dim: base-space dimension ``d`` (3 for the point-cloud tasks).
+        mode: ``"free"`` (soft), ``"equivariant"`` (hard) or ``"rpp"``.
+        group: group name or :class:`MatrixGroup` for ``"equivariant"`` / ``"rpp"``.
+        bilinear: ``(scalars, vectors)`` copies entering each bilinear layer.
+    """
+
+    def __init__(
+        self,
+        rep_in: Rep | Sequence[int],
+        rep_out: Rep | Sequence[int],
+        hidden: Rep | Sequence[int] = (32, 16, 4),
+        num_blocks: int = 3,
+        dim: int = 3,
+        mode: str = "free",
+        group: MatrixGroup | str | None = None,
+        bilinear: Sequence[int] = (4, 4),
+    ) -> None:
+        super().__init__()
+        self.rep_in, self.rep_out, self.dim = as_rep(rep_in), as_rep(rep_out), dim
+        self.hidden = as_rep(hidden)
+        self.mode = mode
+        self.group_name = get_group(group).name if group is not None else None
+        blocks = nn.ModuleList()
+        previous = self.rep_in
+        for _ in range(num_blocks):
+            gate = GatedNonlinearity(self.hidden, dim)
+            block = nn.ModuleDict(
+                {
+                    "linear": RepLinear(previous, gate.input_rep, dim, mode, group),
+                    "bilinear": RepBilinear(
+                        gate.input_rep, gate.input_rep, *bilinear, dim=dim, mode=mode, group=group
+                    ),
+                    "gate": gate,
+                }
+            )
+            blocks.append(block)
+            previous = self.hidden
+        self.blocks = blocks
+        self.head = RepLinear(previous, self.rep_out, dim, mode, group)
+
+    def rep_linears(self) -> Iterator[RepLinear]:
+        """Every :class:`RepLinear` (the layers the projection-form regularizer acts on)."""
+        for module in self.modules():
+            if isinstance(module, RepLinear):
+                yield module
+
+    def forward(self, x: Tensor) -> Tensor:
+        expected = self.rep_in.size(self.dim)
+        if x.shape[-1] != expected:
+            raise ValueError(
+                f"expected inputs (..., {expected}) for {self.rep_in} over R^{self.dim}, got "
+                f"{tuple(x.shape)}"
+            )
+        for block in self.blocks:
+            lin = block["linear"](x)
+            x = block["gate"](lin + block["bilinear"](lin))
+        return self.head(x)
+
+
+class PlainMLP(nn.Module):
+    """An ordinary MLP (Linear + SiLU) on flattened features: the unconstrained baseline.
+
+    ``rep_in`` / ``rep_out`` only fix the sizes (and tell sample-form regularizers how the
+    group acts on inputs and outputs).
+    """
+
+    def __init__(
+        self,
+        rep_in: Rep | Sequence[int],
+        rep_out: Rep | Sequence[int],
+        width: int = 256,
+        num_layers: int = 4,
+        dim: int = 3,
+    ) -> None:
+        super().__init__()
+        self.rep_in, self.rep_out, self.dim = as_rep(rep_in), as_rep(rep_out), dim
+        sizes = [self.rep_in.size(dim)] + [width] * (num_layers - 1) + [self.rep_out.size(dim)]
+        layers: list[nn.Module] = []
+        for i, (a, b) in enumerate(itertools.pairwise(sizes)):
+            layers.append(nn.Linear(a, b))
+            if i < len(sizes) - 2:
+                layers.append(nn.SiLU())
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: Tensor) -> Tensor:
+        expected = self.rep_in.size(self.dim)
+        if x.shape[-1] != expected:
+            raise ValueError(f"expected inputs (..., {expected}), got {tuple(x.shape)}")
+        return self.net(x)
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+@register_model
+def emlp(**kwargs) -> EquivariantMLP:
+    """EMLP-shaped network; ``mode`` free (soft, for the mixed-symmetry regularizer),
+    equivariant (hard) or rpp.  Default: modified-inertia shapes (5 scalars + 5 vectors -> T2)."""
+    defaults = {"rep_in": [5, 5], "rep_out": [0, 0, 1]}
+    return EquivariantMLP(**{**defaults, **kwargs})
+
+
+@register_model
+def plain_mlp(**kwargs) -> PlainMLP:
+    """Plain MLP baseline; default: modified-inertia shapes."""
+    defaults = {"rep_in": [5, 5], "rep_out": [0, 0, 1]}
+    return PlainMLP(**{**defaults, **kwargs})

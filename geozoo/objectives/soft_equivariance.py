@@ -1,0 +1,429 @@
+"""Soft-equivariance regularizers for mixed approximate symmetries, with auto-tuned strengths.
+
+Kim, Lee, Yang & Lee, "Regularizing Towards Soft Equivariance Under Mixed Symmetries", ICML 2023
+(arXiv 2306.00356).  Instead of building a symmetry into the architecture, one regularizer per
+candidate group ``G_g`` is added to the loss,
+
+    L = L_data + sum_g lambda_g R_g,
+
+and the strengths ``lambda_g`` are tuned during training; the tuned strengths tell how well the
+data supports each symmetry.  Two forms of ``R_g``:
+
+* projection form (their Eq. for linear-layer networks, "PER"): for every linear layer,
+  ``R_g = sum_l 1/2 (||W_l - P_g W_l||_F^2 + ||b_l - P_g b_l||^2)`` with ``P_g`` the orthogonal
+  projector onto ``G_g``-equivariant maps (:mod:`geozoo.groups.projection`); needs a network
+  exposing ``rep_linears()`` (e.g. :class:`geozoo.nets.EquivariantMLP`);
+* sample form, for any network: ``E_{g ~ G} ||f(rho_in(g) x) - rho_out(g) f(x)||^2`` averaged
+  over the batch, with ``g`` drawn from the group's sampler.
+
+:class:`MixedSymmetryRegularizer` holds one term per group.  Strength tuning (their Sec. 4.2):
+after ``adjust_at`` epochs, ``lambda_g <- lambda_g (R_min / R_g)^p`` where ``R_g`` is the smallest
+epoch-mean of the term over the last ``window`` epochs and ``R_min = min_g R_g`` over the groups
+with a non-zero strength.  The symmetry whose regularizer is easiest to satisfy keeps its
+strength; symmetries the data violates are relaxed polynomially.  The continuous variant moves
+``log lambda_g`` each epoch a fraction ``rate`` towards ``log(lambda0_g (R_min / R_g)^p)``.
+Strengths, histories and counters are buffers (checkpointed); epoch statistics are summed over
+DDP ranks before an update and the strengths are broadcast from rank 0, so every rank keeps
+identical strengths.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+
+from geozoo.groups.projection import SparseLinearMap, sparse_projector
+from geozoo.groups.representations import MatrixGroup, Rep, Scalar, get_group
+from geozoo.objectives.base import Objective, ObjectiveOutput, StepContext
+
+__all__ = [
+    "MixedSymmetryRegularizer",
+    "ProjectionEquivarianceRegularizer",
+    "ProjectionPenaltyOperator",
+    "ResidualPathwayPrior",
+    "SampleEquivarianceRegularizer",
+    "projection_penalties",
+    "projection_penalty",
+    "sample_penalty",
+]
+
+
+def _rep_linears(network: nn.Module) -> list[nn.Module]:
+    layers = list(network.rep_linears()) if hasattr(network, "rep_linears") else []
+    if not layers:
+        raise TypeError(
+            f"the projection-form regularizer needs a network with rep_linears() (linear layers "
+            f"with rep_in/rep_out, e.g. geozoo.nets.EquivariantMLP); got {type(network).__name__}."
+            " Use form='sample' for other networks."
+        )
+    return layers
+
+
+class ProjectionPenaltyOperator:
+    """All projections a projection-form regularizer needs, as one sparse matrix.
+
+    For a fixed network and groups it stacks, for every group, the block-diagonal projector over
+    the concatenated ``vec(W_l)`` and ``b_l`` of all ``RepLinear`` layers; one sparse product per
+    step then gives ``P_g theta`` for every group (the projectors are orthogonal, so
+    ``R_g = 1/2 ||theta - P_g theta||^2`` is exactly the sum over layers of the paper's terms).
+    """
+
+    def __init__(self, network: nn.Module, groups: Sequence[MatrixGroup]) -> None:
+        self.layers = _rep_linears(network)
+        self.groups = tuple(groups)
+        per_group = []
+        for group in self.groups:
+            blocks = []
+            for layer in self.layers:
+                blocks.append(sparse_projector(group, layer.rep_out, layer.rep_in))
+                blocks.append(sparse_projector(group, layer.rep_out, Scalar))
+            per_group.append(_sparse_block_diag(blocks))
+        self.size = per_group[0].shape[0]
+        stacked = torch.cat(per_group, dim=0).coalesce()
+        self._matrix64 = stacked
+        self._cast: dict[tuple[torch.dtype, torch.device], tuple[Tensor, Tensor]] = {}
+
+    def matrix(self, dtype: torch.dtype, device: torch.device) -> tuple[Tensor, Tensor]:
+        """The stacked projectors and their transpose as sparse CSR matrices."""
+        key = (dtype, device)
+        if key not in self._cast:
+            with warnings.catch_warnings():  # "sparse CSR support is in beta"
+                warnings.simplefilter("ignore", UserWarning)
+                matrix = self._matrix64.to(device=device, dtype=dtype)
+                transpose = matrix.t().coalesce().to_sparse_csr()
+                self._cast[key] = (matrix.to_sparse_csr(), transpose)
+        return self._cast[key]
+
+    def parameters_vector(self) -> Tensor:
+        pieces = []
+        for layer in self.layers:
+            pieces.append(layer.effective_weight().reshape(-1))
+            pieces.append(layer.effective_bias().reshape(-1))
+        return torch.cat(pieces)
+
+    def __call__(self) -> Tensor:
+        theta = self.parameters_vector()
+        matrix, transpose = self.matrix(theta.dtype, theta.device)
+        projected = SparseLinearMap.apply(matrix, transpose, theta.unsqueeze(-1))
+        projected = projected.reshape(len(self.groups), self.size)
+        return 0.5 * (theta - projected).square().sum(-1)
+
+
+def _sparse_block_diag(blocks: Sequence[Tensor]) -> Tensor:
+    indices, values, offset = [], [], 0
+    for block in blocks:
+        block = block.coalesce()
+        indices.append(block.indices() + offset)
+        values.append(block.values())
+        offset += block.shape[0]
+    return torch.sparse_coo_tensor(
+        torch.cat(indices, dim=1), torch.cat(values), (offset, offset), check_invariants=False
+    ).coalesce()
+
+
+_OPERATORS: dict[tuple[int, tuple], tuple[nn.Module, ProjectionPenaltyOperator]] = {}
+
+
+def projection_penalties(network: nn.Module, groups: Sequence[MatrixGroup | str]) -> Tensor:
+    """``(R_g)_g`` with ``R_g = sum_l 1/2 (||W_l - P_g W_l||^2 + ||b_l - P_g b_l||^2)`` over the
+    network's ``RepLinear`` layers (Kim et al. 2023, projection-based equivariance regularizer),
+    for all groups in one sparse product (the operator is cached per network and groups)."""
+    groups = tuple(get_group(g) for g in groups)
+    key = (id(network), groups)
+    cached = _OPERATORS.get(key)
+    if cached is None or cached[0] is not network:
+        if len(_OPERATORS) > 64:
+            _OPERATORS.clear()
+        cached = (network, ProjectionPenaltyOperator(network, groups))
+        _OPERATORS[key] = cached
+    return cached[1]()
+
+
+def projection_penalty(network: nn.Module, group: MatrixGroup | str) -> Tensor:
+    """``R_G`` of :func:`projection_penalties` for a single group."""
+    return projection_penalties(network, [group])[0]
+
+
+def _reps_of(network: nn.Module, rep_in: Rep | None, rep_out: Rep | None) -> tuple[Rep, Rep, int]:
+    rep_in = rep_in if rep_in is not None else getattr(network, "rep_in", None)
+    rep_out = rep_out if rep_out is not None else getattr(network, "rep_out", None)
+    if not isinstance(rep_in, Rep) or not isinstance(rep_out, Rep):
+        raise TypeError(
+            "the sample-form regularizer needs input and output representations: pass rep_in/"
+            f"rep_out or give {type(network).__name__} rep_in and rep_out attributes"
+        )
+    return rep_in, rep_out, int(getattr(network, "dim", 3))
+
+
+def sample_penalty(
+    network: nn.Module,
+    inputs: Tensor,
+    group: MatrixGroup | str,
+    rep_in: Rep,
+    rep_out: Rep,
+    outputs: Tensor | None = None,
+    num_samples: int = 1,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Monte-Carlo ``E_g mean_batch ||f(rho_in(g) x) - rho_out(g) f(x)||^2`` (one ``g`` per
+    example and sample), squared norms summed over output coordinates."""
+    group = get_group(group)
+    if outputs is None:
+        outputs = network(inputs)
+    total = inputs.new_zeros(())
+    for _ in range(num_samples):
+        g = group.sample(inputs.shape[0], generator=generator, dtype=inputs.dtype).to(inputs.device)
+        transformed = network(rep_in.act(g, inputs))
+        total = total + (transformed - rep_out.act(g, outputs)).square().sum(-1).mean()
+    return total / num_samples
+
+
+class ProjectionEquivarianceRegularizer(Objective):
+    """One projection-form term ``R_G`` for a fixed group (the building block of PER).
+
+    Args:
+        group: group name (``"o3"``, ``"o2_z"``, ...) or :class:`MatrixGroup`.
+        weight: the strength, applied by the task.
+    """
+
+    def __init__(self, group: str | MatrixGroup, weight: float = 1.0) -> None:
+        super().__init__(weight=weight, name=f"proj_equiv_{get_group(group).name}")
+        self.group = get_group(group)
+
+    def forward(self, ctx: StepContext) -> ObjectiveOutput:
+        loss = projection_penalty(ctx.network, self.group)
+        return ObjectiveOutput(loss, {"value": loss.detach()})
+
+
+class SampleEquivarianceRegularizer(Objective):
+    """Sample-form term ``E_g ||f(g.x) - g.f(x)||^2`` for any network and a fixed group.
+
+    Subclasses may override :meth:`act_inputs` / :meth:`act_outputs` for other data (e.g. images).
+
+    Args:
+        group: group name or :class:`MatrixGroup`.
+        weight: the strength, applied by the task.
+        num_samples: group elements per example per step.
+        rep_in, rep_out: representations of inputs / outputs (default: the network's).
+    """
+
+    def __init__(
+        self,
+        group: str | MatrixGroup,
+        weight: float = 1.0,
+        num_samples: int = 1,
+        rep_in: Rep | None = None,
+        rep_out: Rep | None = None,
+    ) -> None:
+        super().__init__(weight=weight, name=f"sample_equiv_{get_group(group).name}")
+        self.group, self.num_samples = get_group(group), int(num_samples)
+        self.rep_in, self.rep_out = rep_in, rep_out
+
+    def forward(self, ctx: StepContext) -> ObjectiveOutput:
+        rep_in, rep_out, _ = _reps_of(ctx.network, self.rep_in, self.rep_out)
+        loss = sample_penalty(
+            ctx.network, ctx.inputs, self.group, rep_in, rep_out, ctx.outputs, self.num_samples
+        )
+        return ObjectiveOutput(loss, {"value": loss.detach()})
+
+
+class MixedSymmetryRegularizer(Objective):
+    """``sum_g lambda_g R_g`` over candidate groups with auto-tuned strengths (Kim et al. 2023).
+
+    Args:
+        groups: candidate groups (names such as ``["o3", "o2_x", "o2_y", "o2_z"]`` or
+            :class:`MatrixGroup` values).
+        init_strength: ``lambda0`` for every group, or one value per group (0 switches a term off
+            and excludes it from ``R_min``, as the paper does for the full O(3) term).
+        form: ``"projection"`` (weights; networks with ``rep_linears()``) or ``"sample"``.
+        schedule: ``"oneshot"`` (the paper's single adjustment at epoch ``adjust_at``),
+            ``"continuous"`` (an update at the end of every epoch from ``adjust_at`` on) or
+            ``"fixed"`` (no tuning).
+        adjust_at: epochs completed before the (first) adjustment ``T``.
+        exponent: ``p`` in ``lambda_g <- lambda_g (R_min / R_g)^p``.
+        window: how many recent epoch means of ``R_g`` the minimum is taken over.
+        rate: for ``"continuous"``, the fraction of the way ``log lambda`` moves per epoch.
+        num_samples: group elements per example for the sample form.
+        weight: overall factor applied by the task.
+
+    Logged under the objective's name: ``strength_<group>`` and ``R_<group>`` for each group.
+    """
+
+    def __init__(
+        self,
+        groups: Sequence[str | MatrixGroup],
+        init_strength: float | Sequence[float] = 1.0,
+        form: str = "projection",
+        schedule: str = "oneshot",
+        adjust_at: int = 100,
+        exponent: float = 2.0,
+        window: int = 20,
+        rate: float = 0.1,
+        num_samples: int = 1,
+        weight: float = 1.0,
+        name: str = "mixed_symmetry",
+    ) -> None:
+        super().__init__(weight=weight, name=name)
+        if not groups:
+            raise ValueError("MixedSymmetryRegularizer needs at least one candidate group")
+        if form not in ("projection", "sample"):
+            raise ValueError(f"form must be 'projection' or 'sample', got {form!r}")
+        if schedule not in ("oneshot", "continuous", "fixed"):
+            raise ValueError(
+                f"schedule must be 'oneshot', 'continuous' or 'fixed', got {schedule!r}"
+            )
+        if adjust_at < 1 or window < 1 or not 0.0 < rate <= 1.0 or exponent < 0:
+            raise ValueError(
+                "expected adjust_at >= 1, window >= 1, 0 < rate <= 1 and exponent >= 0, got "
+                f"adjust_at={adjust_at}, window={window}, rate={rate}, exponent={exponent}"
+            )
+        self.groups = [get_group(g) for g in groups]
+        names = [g.name for g in self.groups]
+        if len(set(names)) != len(names):
+            raise ValueError(f"candidate groups must be distinct, got {names}")
+        strengths = (
+            [float(init_strength)] * len(self.groups)
+            if isinstance(init_strength, int | float)
+            else [float(s) for s in init_strength]
+        )
+        if len(strengths) != len(self.groups) or min(strengths) < 0:
+            raise ValueError(
+                f"init_strength must be one non-negative value or one per group ({len(names)}), "
+                f"got {init_strength!r}"
+            )
+        self.form, self.schedule = form, schedule
+        self.adjust_at, self.exponent, self.window, self.rate = adjust_at, exponent, window, rate
+        self.num_samples = num_samples
+        n = len(self.groups)
+        self.register_buffer("strengths", torch.tensor(strengths, dtype=torch.float64))
+        self.register_buffer("initial_strengths", torch.tensor(strengths, dtype=torch.float64))
+        self.register_buffer("history", torch.full((window, n), float("inf"), dtype=torch.float64))
+        self.register_buffer("epochs_seen", torch.zeros((), dtype=torch.long))
+        self.register_buffer("adjustments", torch.zeros((), dtype=torch.long))
+        self.register_buffer("epoch_sum", torch.zeros(n, dtype=torch.float64))
+        self.register_buffer("epoch_count", torch.zeros((), dtype=torch.float64))
+
+    @property
+    def group_names(self) -> list[str]:
+        return [g.name for g in self.groups]
+
+    def strength_dict(self) -> dict[str, float]:
+        """Current strengths by group name."""
+        return {g.name: float(s) for g, s in zip(self.groups, self.strengths)}
+
+    def penalties(self, ctx: StepContext) -> Tensor:
+        """The vector ``(R_g)_g`` for this step (differentiable)."""
+        if self.form == "projection":
+            return projection_penalties(ctx.network, self.groups)
+        rep_in, rep_out, _ = _reps_of(ctx.network, None, None)
+        return torch.stack(
+            [
+                sample_penalty(
+                    ctx.network, ctx.inputs, g, rep_in, rep_out, ctx.outputs, self.num_samples
+                )
+                for g in self.groups
+            ]
+        )
+
+    def forward(self, ctx: StepContext) -> ObjectiveOutput:
+        logs = {f"strength_{n}": s.float() for n, s in zip(self.group_names, self.strengths)}
+        if ctx.stage != "train":  # the regularizer only shapes training
+            return ObjectiveOutput(ctx.outputs.new_zeros(()), logs)
+        values = self.penalties(ctx)
+        with torch.no_grad():
+            self.epoch_sum += values.detach().to(self.epoch_sum)
+            self.epoch_count += 1
+        loss = (self.strengths.to(values) * values).sum()
+        logs.update({f"R_{n}": v.detach() for n, v in zip(self.group_names, values)})
+        return ObjectiveOutput(loss, logs)
+
+    # -- strength tuning --------------------------------------------------------------------
+    @torch.no_grad()
+    def on_train_epoch_end(self, task: object = None) -> None:
+        """Record the epoch mean of each ``R_g`` (summed over DDP ranks) and adjust strengths."""
+        sums, count = self.epoch_sum.clone(), self.epoch_count.clone()
+        distributed = dist.is_available() and dist.is_initialized()
+        if distributed:
+            dist.all_reduce(sums)
+            dist.all_reduce(count)
+        self.epoch_sum.zero_()
+        self.epoch_count.zero_()
+        if float(count) == 0:
+            return
+        self.history.copy_(torch.roll(self.history, -1, dims=0))
+        self.history[-1] = sums / count
+        self.epochs_seen += 1
+        epoch = int(self.epochs_seen)
+        due = (self.schedule == "oneshot" and epoch == self.adjust_at) or (
+            self.schedule == "continuous" and epoch >= self.adjust_at
+        )
+        if due:
+            self._adjust()
+        if distributed:
+            dist.broadcast(self.strengths, src=0)
+
+    def target_strengths(self) -> Tensor:
+        """``lambda0_g (R_min / R_g)^p`` from the windowed minima (zeros stay zero)."""
+        best = self.history.min(dim=0).values
+        active = self.initial_strengths > 0
+        if not bool(torch.isfinite(best[active]).all()):
+            return self.strengths.clone()
+        r_min = best[active].min()
+        ratio = (r_min / best.clamp_min(1e-300)).clamp(max=1.0)
+        ratio = torch.where(best > 0, ratio, torch.ones_like(ratio))
+        return torch.where(active, self.initial_strengths * ratio**self.exponent, 0.0 * best)
+
+    def _adjust(self) -> None:
+        target = self.target_strengths()
+        if self.schedule == "oneshot":
+            # the paper's update lambda <- lambda (R_min/R)^p applied to the current strengths
+            factor = torch.where(
+                self.initial_strengths > 0, target / self.initial_strengths.clamp_min(1e-300), 0.0
+            )
+            self.strengths.mul_(factor)
+        else:
+            active = self.strengths > 0
+            log_new = (1 - self.rate) * self.strengths.clamp_min(1e-300).log() + self.rate * (
+                target.clamp_min(1e-300).log()
+            )
+            self.strengths.copy_(torch.where(active, log_new.exp(), self.strengths))
+        self.adjustments += 1
+
+    def extra_repr(self) -> str:
+        return (
+            f"groups={self.group_names}, form={self.form}, schedule={self.schedule}, "
+            f"adjust_at={self.adjust_at}, exponent={self.exponent}, window={self.window}"
+        )
+
+
+class ResidualPathwayPrior(Objective):
+    """L2 priors of Residual Pathway Priors (Finzi, Benton & Wilson, NeurIPS 2021):
+    ``equiv_wd ||V||^2 + basic_wd ||U||^2`` over layers ``W = P V + U`` (``mode="rpp"``).
+
+    Args:
+        equiv_wd: prior weight on the equivariant path (RPP default 1e-5).
+        basic_wd: prior weight on the free path (RPP default 1).
+        weight: factor applied by the task.
+    """
+
+    def __init__(self, equiv_wd: float = 1e-5, basic_wd: float = 1.0, weight: float = 1.0) -> None:
+        super().__init__(weight=weight, name="rpp_prior")
+        self.equiv_wd, self.basic_wd = equiv_wd, basic_wd
+
+    def forward(self, ctx: StepContext) -> ObjectiveOutput:
+        equiv, basic = None, None
+        for layer in _rep_linears(ctx.network):
+            if getattr(layer, "weight_free", None) is None:
+                continue
+            e = layer.weight.square().sum() + layer.bias.square().sum()
+            b = layer.weight_free.square().sum() + layer.bias_free.square().sum()
+            equiv = e if equiv is None else equiv + e
+            basic = b if basic is None else basic + b
+        if equiv is None:
+            raise TypeError("ResidualPathwayPrior needs a network with mode='rpp' layers")
+        loss = self.equiv_wd * equiv + self.basic_wd * basic
+        return ObjectiveOutput(loss, {"equiv_sq": equiv.detach(), "basic_sq": basic.detach()})

@@ -1,0 +1,88 @@
+"""EMLP-like networks: exact equivariance of the hard model for several groups (float64,
+transformed inputs), the free model is not equivariant, RPP reduces to the hard model."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from geozoo.groups.representations import get_group
+from geozoo.nets.equivariant_mlp import EquivariantMLP, PlainMLP, as_rep
+from geozoo.zoo import create_model
+
+
+def _equivariance_error(net, group: str, n: int = 6) -> float:
+    g = get_group(group).sample(n, torch.Generator().manual_seed(0), torch.float64)
+    x = torch.randn(
+        n, net.rep_in.size(3), generator=torch.Generator().manual_seed(1), dtype=torch.float64
+    )
+    with torch.no_grad():
+        lhs = net(net.rep_in.act(g, x))
+        rhs = net.rep_out.act(g, net(x))
+    return float((lhs - rhs).abs().max() / rhs.abs().max().clamp_min(1e-12))
+
+
+@pytest.mark.parametrize(
+    ("group", "rep_in", "rep_out"),
+    [
+        ("o3", [5, 5], [0, 0, 1]),
+        ("o2_z", [5, 5], [0, 0, 1]),
+        ("so3", [0, 3], [1, 1, 1]),
+        ("o2_x", [0, 6], [0, 6]),
+        ("s3", [2, 2], [1, 1]),  # permutations of the three coordinates
+    ],
+)
+def test_hard_model_is_exactly_equivariant(group, rep_in, rep_out) -> None:
+    torch.manual_seed(0)
+    net = EquivariantMLP(
+        rep_in,
+        rep_out,
+        hidden=(6, 4, 2),
+        num_blocks=2,
+        mode="equivariant",
+        group=group,
+        bilinear=(2, 2),
+    ).double()
+    assert _equivariance_error(net, group) < 1e-10
+    free = EquivariantMLP(rep_in, rep_out, hidden=(6, 4, 2), num_blocks=2).double()
+    assert _equivariance_error(free, group) > 1e-3
+
+
+def test_scale_equivariant_model_preserves_tensor_ranks() -> None:
+    torch.manual_seed(0)
+    net = EquivariantMLP(
+        [1, 2],
+        [1, 1, 1],
+        hidden=(4, 3, 2),
+        num_blocks=2,
+        mode="equivariant",
+        group="so3_scaling",
+        bilinear=(2, 2),
+    ).double()
+    assert _equivariance_error(net, "so3_scaling") < 1e-10
+
+
+def test_rpp_without_free_path_is_the_hard_model() -> None:
+    torch.manual_seed(0)
+    net = EquivariantMLP(
+        [5, 5], [0, 0, 1], hidden=(4, 2, 1), num_blocks=1, mode="rpp", group="o2_z", bilinear=(2, 2)
+    ).double()
+    assert _equivariance_error(net, "o2_z") > 1e-8  # the free path breaks it slightly
+    with torch.no_grad():
+        for layer in net.rep_linears():
+            layer.weight_free.zero_()
+            layer.bias_free.zero_()
+    assert _equivariance_error(net, "o2_z") < 1e-10
+
+
+def test_shapes_registry_and_errors() -> None:
+    net = create_model("emlp", hidden=[4, 2, 1], num_blocks=1)
+    assert net(torch.randn(7, 20)).shape == (7, 9)
+    mlp = create_model("plain_mlp", width=16)
+    assert isinstance(mlp, PlainMLP) and mlp(torch.randn(3, 20)).shape == (3, 9)
+    with pytest.raises(ValueError, match=r"inputs \(\.\.\., 20\)"):
+        net(torch.randn(2, 19))
+    with pytest.raises(ValueError, match="needs a group"):
+        EquivariantMLP([1], [1], mode="equivariant")
+    with pytest.raises(ValueError, match="multiplicities"):
+        as_rep([-1, 2])
