@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml Makefile
 	touch $(STAMP)
 
 demo: env
-	$(BIN)/python scripts/demo.py
+	$(BIN)/geozoo zoo train cnn_mnist --output-dir runs/demo/cnn_mnist
 
 test: env
 	$(BIN)/ruff check .
