@@ -13,7 +13,6 @@ env: $(STAMP)
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --upgrade --quiet pip
 	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
 	$(BIN)/python -m pip install --quiet -e ".[escnn,e3nn,offline,dev]"
 	# escnn without py3nj (which needs a Fortran compiler); see docs/steerable.md

@@ -81,3 +81,31 @@ def test_zoo_list_pattern(capsys):
 def test_zoo_unknown_model_is_a_clean_error(capsys):
     assert main(["zoo", "show", "no_such_model"]) == 2
     assert "unknown model 'no_such_model'" in capsys.readouterr().err
+
+
+def test_progress_bar_and_logger_are_on_by_default(tmp_path):
+    from lightning.pytorch.callbacks import ProgressBar
+
+    from geozoo.cli import build_cli
+
+    cli = build_cli(["--config", RECIPE, f"--trainer.default_root_dir={tmp_path}"], run=False)
+    assert cli.trainer.logger is not None
+    assert any(isinstance(c, ProgressBar) for c in cli.trainer.callbacks)
+
+
+def test_optimizer_and_scheduler_come_from_the_yaml(tmp_path):
+    from geozoo.cli import build_cli
+
+    cli = build_cli(
+        [
+            "--config",
+            RECIPE,
+            "--model.init_args.optimizer.init_args.lr=0.0123",
+            f"--trainer.default_root_dir={tmp_path}",
+        ],
+        run=False,
+    )
+    config = cli.model.configure_optimizers()
+    assert isinstance(config["optimizer"], __import__("torch").optim.AdamW)
+    assert config["optimizer"].param_groups[0]["lr"] == 0.0123
+    assert type(config["lr_scheduler"]["scheduler"]).__name__ == "CosineAnnealingLR"
