@@ -409,13 +409,24 @@ def relative_errors(
     return diff / scale.clamp_min(torch.finfo(scale.dtype).tiny)
 
 
+def _copy_module(module: nn.Module) -> nn.Module:
+    """``copy.deepcopy`` that also copies modules holding non-leaf tensors (escnn's eval-mode
+    filters are computed with autograd history), as detached clones."""
+    memo: dict[int, Tensor] = {}
+    for sub in module.modules():
+        for value in [*sub._buffers.values(), *vars(sub).values()]:
+            if isinstance(value, Tensor) and not value.is_leaf:
+                memo[id(value)] = value.detach().clone()
+    return copy.deepcopy(module, memo)
+
+
 def _cast_for_evaluation(
     fn: Callable[[Tensor], Tensor], x: Tensor, dtype: torch.dtype | None, eval_mode: bool
 ) -> tuple[Callable[[Tensor], Tensor], Tensor, torch.dtype]:
     """A copy of ``fn`` (if a module) in ``dtype`` and eval mode, falling back to ``x.dtype``."""
     target = x.dtype if dtype is None else dtype
     if isinstance(fn, nn.Module):
-        module = copy.deepcopy(fn)
+        module = _copy_module(fn)
         if eval_mode:
             module.eval()
         if target != x.dtype or any(
@@ -427,7 +438,7 @@ def _cast_for_evaluation(
                 with torch.no_grad():
                     module(x[:1].to(target))
             except (RuntimeError, TypeError, ValueError):
-                module, target = copy.deepcopy(fn), x.dtype
+                module, target = _copy_module(fn), x.dtype
                 if eval_mode:
                     module.eval()
         return module, x.to(target), target

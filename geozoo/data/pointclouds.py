@@ -170,6 +170,10 @@ class TetrisDataModule(L.LightningDataModule):
     def test_dataloader(self) -> list[DataLoader]:
         return [DataLoader(self.test_set, batch_size=256)]
 
+    def test_loaders_by_name(self) -> dict[str, DataLoader]:
+        """The test sets as ``{name: loader}`` (after :meth:`setup`)."""
+        return dict(zip(self.test_set_names, self.test_dataloader()))
+
 
 # --------------------------------------------------------------------------------------------
 # Inertia tensors of random point masses: an equivariant (l=0 + l=2) regression target.
@@ -255,3 +259,7 @@ class InertiaDataModule(L.LightningDataModule):
 
     def test_dataloader(self) -> list[DataLoader]:
         return [DataLoader(self.test_set, batch_size=256)]
+
+    def test_loaders_by_name(self) -> dict[str, DataLoader]:
+        """The test sets as ``{name: loader}`` (after :meth:`setup`)."""
+        return dict(zip(self.test_set_names, self.test_dataloader()))

@@ -4,6 +4,7 @@ from geozoo.nets.affconv import AffConvNet
 from geozoo.nets.cnn import PlainCNN
 from geozoo.nets.e3nn_nets import E3PointClassifier, E3TensorRegressor
 from geozoo.nets.equivariant_mlp import EquivariantMLP, PlainMLP
+from geozoo.nets.steerable import SteerableCNN
 from geozoo.nets.transformer import PatchTransformer
 
 __all__ = [
@@ -14,4 +15,5 @@ __all__ = [
     "PatchTransformer",
     "PlainCNN",
     "PlainMLP",
+    "SteerableCNN",
 ]

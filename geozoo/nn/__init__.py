@@ -1,6 +1,25 @@
 """Layers a user imports into their own architectures."""
 
+from geozoo.nn.affine_conv import (
+    AffineGroupConv2d,
+    AffineLiftingConv2d,
+    AffineSampler,
+    GroupBatchNorm,
+    GroupPool,
+)
 from geozoo.nn.attention import ReducedSelfAttention, ReducedTransformerBlock
 from geozoo.nn.checks import check_images
+from geozoo.nn.steerable import FiberPool, SteerableConvBlock
 
-__all__ = ["ReducedSelfAttention", "ReducedTransformerBlock", "check_images"]
+__all__ = [
+    "AffineGroupConv2d",
+    "AffineLiftingConv2d",
+    "AffineSampler",
+    "FiberPool",
+    "GroupBatchNorm",
+    "GroupPool",
+    "ReducedSelfAttention",
+    "ReducedTransformerBlock",
+    "SteerableConvBlock",
+    "check_images",
+]
