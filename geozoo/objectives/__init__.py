@@ -3,14 +3,26 @@
 from geozoo.objectives import divergences
 from geozoo.objectives.base import Objective, ObjectiveOutput, StepContext
 from geozoo.objectives.classification import CrossEntropy
+from geozoo.objectives.distillation import (
+    BalancedDivergenceDistillation,
+    Distillation,
+    OFADistillation,
+    PlackettLuceDistillation,
+    SinkhornDistillation,
+)
 from geozoo.objectives.soft_equivariance import MixedSymmetryRegularizer, ResidualPathwayPrior
 
 __all__ = [
+    "BalancedDivergenceDistillation",
     "CrossEntropy",
+    "Distillation",
     "MixedSymmetryRegularizer",
+    "OFADistillation",
     "Objective",
     "ObjectiveOutput",
+    "PlackettLuceDistillation",
     "ResidualPathwayPrior",
+    "SinkhornDistillation",
     "StepContext",
     "divergences",
 ]
