@@ -39,18 +39,27 @@ VARIANTS = (
     "symformer_wqk_mnist",
     "symformer_sym_mnist",
     "symformer_wqk_novo_mnist",
+    "symformer_min1h_mnist",
     "symformer_min_mnist",
 )
-DESCRIPTIONS = {
-    "vit_tiny_mnist": "full: MLP, W_Q/W_K, W_V/W_O, 4 heads",
-    "symformer_nomlp_mnist": "no MLP, W_Q/W_K, W_V/W_O, 4 heads",
-    "symformer_wqk_mnist": "no MLP, W_QK, W_VO, 1 head",
-    "symformer_sym_mnist": "no MLP, W_QK = T T^T, W_VO, 1 head",
-    "symformer_wqk_novo_mnist": "no MLP, W_QK, no W_V/W_O, 1 head",
-    "symformer_min_mnist": "no MLP, W_QK = T T^T, no W_V/W_O, 1 head (minimal)",
-}
 DOC = Path(__file__).resolve().parents[1] / "docs" / "minimal_transformer.md"
 BEGIN, END = "<!-- reproduce_minimal_transformer: begin -->", "<!-- end -->"
+
+
+def describe(model: nn.Module) -> str:
+    """The reductions of a :class:`~geozoo.nets.PatchTransformer`, read off the built model."""
+    block = model.blocks[0]
+    attn = block.attn
+    parts = ["MLP" if block.mlp is not None else "no MLP"]
+    if attn.qk == "separate":
+        parts.append("W_Q = W_K" if attn.similarity == "symmetric" else "W_Q, W_K")
+    else:
+        parts.append("W_QK = T T^T" if attn.similarity == "symmetric" else "W_QK")
+    parts.append({"separate": "W_V, W_O", "collapsed": "W_VO", "none": "no W_V/W_O"}[attn.vo])
+    parts.append(f"{attn.heads} head{'s' if attn.heads > 1 else ''}")
+    if (model.dim, model.depth, model.patch_size) != (64, 6, 7):
+        parts.append(f"width {model.dim}, depth {model.depth}, patch {model.patch_size}")
+    return ", ".join(parts)
 
 
 def _parse_override(text: str) -> tuple[str, Any]:
@@ -110,6 +119,7 @@ def train_one(
         "variant": name,
         "seed": seed,
         "params": sum(p.numel() for p in model.parameters()),
+        "description": describe(model),
         "train_acc": accuracy(model, *data["train"]),
         "test_acc": accuracy(model, *data["test"]),
         "seconds": seconds,
@@ -131,7 +141,7 @@ def table(results: list[dict[str, Any]], full_params: int | None) -> str:
         params = runs[0]["params"]
         share = f"{100 * params / full_params:.1f}" if full_params else "-"
         rows.append(
-            f"| `{name}` | {DESCRIPTIONS.get(name, '')} | {params:,} | {share} | "
+            f"| `{name}` | {runs[0]['description']} | {params:,} | {share} | "
             f"{_mean_std([r['train_acc'] for r in runs])} | "
             f"{_mean_std([r['test_acc'] for r in runs])} |"
         )
@@ -187,6 +197,7 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
     results = []
+    cpu_start, wall_start = time.process_time(), time.perf_counter()
     for seed in args.seeds:
         for name in args.variants:
             result = train_one(name, seed, data, args, overrides)
@@ -199,7 +210,8 @@ def main(argv: list[str] | None = None) -> int:
             )
     full = next((r["params"] for r in results if r["variant"] == "vit_tiny_mnist"), None)
     text = table(results, full)
-    print("\n" + text)
+    cpu, wall = time.process_time() - cpu_start, time.perf_counter() - wall_start
+    print(f"\n{text}\n\ntraining + evaluation: {cpu / 60:.1f} min CPU, {wall / 60:.1f} min wall")
     command = "python scripts/reproduce_minimal_transformer.py " + " ".join(
         argv if argv is not None else sys.argv[1:]
     )
