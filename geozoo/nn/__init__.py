@@ -5,6 +5,7 @@ from geozoo.nn.affine_conv import (
     AffineLiftingConv2d,
     AffineSampler,
     GroupBatchNorm,
+    GroupLayerNorm,
     GroupPool,
 )
 from geozoo.nn.attention import ReducedSelfAttention, ReducedTransformerBlock
@@ -17,6 +18,7 @@ __all__ = [
     "AffineSampler",
     "FiberPool",
     "GroupBatchNorm",
+    "GroupLayerNorm",
     "GroupPool",
     "ReducedSelfAttention",
     "ReducedTransformerBlock",

@@ -1,0 +1,74 @@
+"""The affine group-convolution zoo networks: invariance, export/reload, published checkpoints."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from geozoo.testing import assert_equivariant, rot90
+from geozoo.zoo import create_model
+from geozoo.zoo.hub import has_checkpoint
+from geozoo.zoo.weights import load_config, load_verified_state_dict, save_checkpoint
+
+NAMES = ["affconv_gl2_mnist", "affconv_sl2_mnist"]
+
+
+def _digits(n: int = 4, seed: int = 0) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.zeros(n, 1, 40, 40)
+    x[:, :, 8:32, 8:32] = torch.rand(n, 1, 24, 24, generator=gen)
+    return x
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_logits_invariant_to_quarter_turns(name):
+    torch.manual_seed(0)
+    model = create_model(name)
+    assert_equivariant(model, _digits(), [rot90(k) for k in (1, 2, 3)])  # float64, 1e-9
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_export_and_reload_gives_identical_logits(name, tmp_path):
+    torch.manual_seed(1)
+    model = create_model(name).eval()
+    config = save_checkpoint(model, tmp_path, {"name": name})
+    fresh = create_model(name).eval()
+    fresh.load_state_dict(
+        load_verified_state_dict(tmp_path / "model.safetensors", config["weights"]["sha256"])
+    )
+    x = _digits(3, 2)
+    with torch.no_grad():
+        assert torch.equal(fresh(x), model(x))
+    assert set(model.state_dict()) == set(model.train().state_dict())  # no train/eval keys
+
+
+def test_training_and_eval_modes():
+    torch.manual_seed(2)
+    model = create_model("affconv_gl2_mnist")
+    x = _digits(4, 3)
+    model.train()
+    loss = model(x).logsumexp(1).mean()
+    loss.backward()
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+    model.eval()
+    with torch.no_grad():
+        assert torch.equal(model(x), model(x))  # deterministic evaluation grid
+
+
+def test_bad_input_gives_clear_error():
+    model = create_model("affconv_sl2_mnist")
+    with pytest.raises(ValueError, match=r"\(N, 1, 40, 40\)"):
+        model(torch.zeros(2, 1, 28, 28))
+
+
+@pytest.mark.parametrize("name", [*NAMES, "cnn_affaug_mnist"])
+def test_published_checkpoint(name):
+    if not has_checkpoint(name):
+        pytest.skip(f"{name} has no published checkpoint yet")
+    model = create_model(name, pretrained=True).eval()
+    config = load_config(f"models/{name}")
+    assert config["weights"]["num_params"] == sum(p.numel() for p in model.parameters())
+    x = _digits(2, 4)
+    with torch.no_grad():
+        again = create_model(name, pretrained=True).eval()
+        assert torch.equal(model(x), again(x))
