@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
 	$(BIN)/python -m pip install --quiet -e ".[escnn,e3nn,offline,dev]"
-	# escnn without py3nj (which needs a Fortran compiler); see docs/steerable.md
+	# escnn without py3nj (which needs a Fortran compiler); see docs/steerable_e3nn.md
 	$(BIN)/python -m pip install --quiet --no-deps "escnn>=1.0.11"
 	touch $(STAMP)
 
