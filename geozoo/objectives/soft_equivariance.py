@@ -30,6 +30,7 @@ identical strengths.
 from __future__ import annotations
 
 import warnings
+import weakref
 from collections.abc import Sequence
 
 import torch
@@ -125,7 +126,9 @@ def _sparse_block_diag(blocks: Sequence[Tensor]) -> Tensor:
     ).coalesce()
 
 
-_OPERATORS: dict[tuple[int, tuple], tuple[nn.Module, ProjectionPenaltyOperator]] = {}
+_OPERATORS: weakref.WeakKeyDictionary[nn.Module, dict[tuple, ProjectionPenaltyOperator]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def projection_penalties(network: nn.Module, groups: Sequence[MatrixGroup | str]) -> Tensor:
@@ -133,14 +136,10 @@ def projection_penalties(network: nn.Module, groups: Sequence[MatrixGroup | str]
     network's ``RepLinear`` layers (Kim et al. 2023, projection-based equivariance regularizer),
     for all groups in one sparse product (the operator is cached per network and groups)."""
     groups = tuple(get_group(g) for g in groups)
-    key = (id(network), groups)
-    cached = _OPERATORS.get(key)
-    if cached is None or cached[0] is not network:
-        if len(_OPERATORS) > 64:
-            _OPERATORS.clear()
-        cached = (network, ProjectionPenaltyOperator(network, groups))
-        _OPERATORS[key] = cached
-    return cached[1]()
+    per_network = _OPERATORS.setdefault(network, {})
+    if groups not in per_network:
+        per_network[groups] = ProjectionPenaltyOperator(network, groups)
+    return per_network[groups]()
 
 
 def projection_penalty(network: nn.Module, group: MatrixGroup | str) -> Tensor:
