@@ -1,0 +1,194 @@
+"""Expected calibration error and reliability diagrams for any classifier.
+
+A classifier is calibrated when its top-1 confidence matches its accuracy.  The confidences are
+grouped into ``n_bins`` equal-width bins ``B_m = ((m - 1)/M, m/M]`` (the first bin also takes 0)
+and
+
+    ECE = sum_m |B_m| / N * |acc(B_m) - conf(B_m)|
+
+(Guo et al. 2017, "On calibration of modern neural networks", Eq. 3; Naeini et al. 2015);
+``norm="max"`` gives the maximum calibration error (MCE, Eq. 5) and ``norm="l2"`` the root of the
+count-weighted squared gaps.  The task already logs torchmetrics' ``MulticlassCalibrationError``
+during training; these functions are the standalone, reusable versions that also return the
+per-bin statistics a reliability diagram needs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+import torch
+from torch import Tensor
+
+if TYPE_CHECKING:  # matplotlib is imported lazily by reliability_diagram
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+__all__ = [
+    "CalibrationBins",
+    "calibration_bins",
+    "expected_calibration_error",
+    "reliability_diagram",
+]
+
+
+@dataclass(frozen=True)
+class CalibrationBins:
+    """Per-bin statistics of top-1 confidence and accuracy.
+
+    Attributes:
+        edges: ``n_bins + 1`` bin edges from 0 to 1.
+        confidence: mean confidence per bin (0 where the bin is empty).
+        accuracy: accuracy per bin (0 where the bin is empty).
+        count: number of samples per bin.
+    """
+
+    edges: Tensor
+    confidence: Tensor
+    accuracy: Tensor
+    count: Tensor
+
+    @property
+    def total(self) -> int:
+        return int(self.count.sum())
+
+    def error(self, norm: Literal["l1", "l2", "max"] = "l1") -> Tensor:
+        """The calibration error of these bins (see the module docstring)."""
+        gap = (self.accuracy - self.confidence).abs()
+        weight = self.count / self.count.sum().clamp_min(1)
+        if norm == "l1":
+            return (weight * gap).sum()
+        if norm == "l2":
+            return (weight * gap.square()).sum().sqrt()
+        if norm == "max":
+            return torch.where(self.count > 0, gap, torch.zeros_like(gap)).max()
+        raise ValueError(f"norm must be 'l1', 'l2' or 'max', got {norm!r}")
+
+
+def _confidences(
+    scores: Tensor, targets: Tensor, from_logits: bool | None
+) -> tuple[Tensor, Tensor]:
+    if scores.ndim != 2:
+        raise ValueError(f"expected scores of shape (N, C), got {tuple(scores.shape)}")
+    if targets.shape != scores.shape[:1]:
+        raise ValueError(
+            f"expected integer targets of shape ({scores.shape[0]},), got {tuple(targets.shape)}"
+        )
+    if targets.is_floating_point():
+        raise TypeError(f"targets must be integer class indices, got dtype {targets.dtype}")
+    scores = scores.detach().double()
+    if from_logits is None:  # probabilities are non-negative rows summing to one
+        sums = scores.sum(-1)
+        from_logits = bool((scores < 0).any()) or not torch.allclose(
+            sums, torch.ones_like(sums), atol=1e-4
+        )
+    probs = torch.softmax(scores, -1) if from_logits else scores
+    confidence, prediction = probs.max(-1)
+    return confidence, (prediction == targets.to(prediction.device)).double()
+
+
+def calibration_bins(
+    scores: Tensor, targets: Tensor, n_bins: int = 15, from_logits: bool | None = None
+) -> CalibrationBins:
+    """Bin the top-1 confidences of ``scores`` ``(N, C)`` (probabilities or logits).
+
+    Args:
+        scores: class probabilities or logits.
+        targets: integer labels ``(N,)``.
+        n_bins: number of equal-width bins on [0, 1].
+        from_logits: ``True`` for logits, ``False`` for probabilities, ``None`` to detect it
+            (rows of non-negative numbers that sum to one are probabilities).
+    """
+    if not (isinstance(n_bins, int) and n_bins >= 1):
+        raise ValueError(f"n_bins must be a positive integer, got {n_bins!r}")
+    confidence, correct = _confidences(scores, targets, from_logits)
+    edges = torch.linspace(0, 1, n_bins + 1, dtype=torch.float64, device=confidence.device)
+    # bucketize(right=False) on the interior edges: edges[m-1] < c <= edges[m] -> bin m - 1
+    index = torch.bucketize(confidence, edges[1:-1], right=False)
+    count = torch.zeros(n_bins, dtype=torch.float64, device=confidence.device)
+    count.index_add_(0, index, torch.ones_like(confidence))
+    conf_sum = torch.zeros_like(count).index_add_(0, index, confidence)
+    acc_sum = torch.zeros_like(count).index_add_(0, index, correct)
+    safe = count.clamp_min(1)
+    return CalibrationBins(edges, conf_sum / safe, acc_sum / safe, count)
+
+
+def expected_calibration_error(
+    scores: Tensor,
+    targets: Tensor,
+    n_bins: int = 15,
+    norm: Literal["l1", "l2", "max"] = "l1",
+    from_logits: bool | None = None,
+) -> float:
+    """Expected calibration error of ``scores`` ``(N, C)`` against ``targets`` (Guo et al. 2017).
+
+    ``norm="l1"`` is the ECE, ``"max"`` the MCE and ``"l2"`` the RMS calibration error.
+    Returns a Python float in [0, 1].
+    """
+    return float(calibration_bins(scores, targets, n_bins, from_logits).error(norm))
+
+
+def reliability_diagram(
+    scores: Tensor | CalibrationBins,
+    targets: Tensor | None = None,
+    n_bins: int = 15,
+    from_logits: bool | None = None,
+    ax: Axes | None = None,
+    title: str | None = None,
+    **bar_kwargs: Any,
+) -> Figure:
+    """Draw a reliability diagram: accuracy per confidence bin against the diagonal.
+
+    Bars show each bin's accuracy, hatched boxes the gap to its mean confidence, the dashed
+    diagonal perfect calibration; the ECE is in the legend.  Give ``scores`` and ``targets``,
+    or ready :class:`CalibrationBins`.  Returns the matplotlib figure (drawn into ``ax`` when
+    given).
+    """
+    import matplotlib.pyplot as plt
+
+    if isinstance(scores, CalibrationBins):
+        bins = scores
+    else:
+        if targets is None:
+            raise ValueError("reliability_diagram needs targets when given scores")
+        bins = calibration_bins(scores, targets, n_bins, from_logits)
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(4, 4))
+    else:
+        fig = ax.figure
+    edges = bins.edges.cpu().numpy()
+    width = edges[1:] - edges[:-1]
+    centers = edges[:-1] + width / 2
+    occupied = (bins.count > 0).cpu().numpy()
+    acc = bins.accuracy.cpu().numpy()
+    conf = bins.confidence.cpu().numpy()
+    ece = float(bins.error("l1"))
+    ax.bar(
+        centers[occupied],
+        acc[occupied],
+        width=width[occupied],
+        edgecolor="black",
+        color=bar_kwargs.pop("color", "tab:blue"),
+        label="accuracy",
+        **bar_kwargs,
+    )
+    ax.bar(
+        centers[occupied],
+        conf[occupied] - acc[occupied],
+        bottom=acc[occupied],
+        width=width[occupied],
+        fill=False,
+        hatch="//",
+        edgecolor="tab:red",
+        label=f"gap (ECE {100 * ece:.2f}%)",
+    )
+    ax.plot([0, 1], [0, 1], "k--", linewidth=1)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("confidence")
+    ax.set_ylabel("accuracy")
+    ax.legend(loc="upper left", fontsize="small")
+    if title:
+        ax.set_title(title)
+    return fig
