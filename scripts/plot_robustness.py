@@ -68,6 +68,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--limit", type=int, default=1000, help="number of held-out digits")
     parser.add_argument("--output", default="docs/robustness.png")
     parser.add_argument("--update-cards", action="store_true")
+    parser.add_argument(
+        "--weights",
+        nargs="*",
+        default=[],
+        metavar="NAME=DIR",
+        help="load NAME from a checkpoint folder instead of models/NAME",
+    )
     args = parser.parse_args(argv)
 
     data = MNISTDataModule(source="offline", pad_to=40, test_sets=["clean"])
@@ -76,11 +83,14 @@ def main(argv: list[str] | None = None) -> None:
     images, labels = images[: args.limit], labels[: args.limit]
     print(f"{len(images)} held-out digits, 40x40")
 
-    names = [n for n in MODELS if has_checkpoint(n)]
+    folders = dict(item.split("=", 1) for item in args.weights)
+    names = [n for n in MODELS if n in folders or has_checkpoint(n)]
     missing = sorted(set(MODELS) - set(names))
     if missing:
         print(f"no checkpoint (skipped): {missing}")
-    models = {n: create_model(n, pretrained=True).eval() for n in names}
+    models = {n: create_model(n, pretrained=True, weights=folders.get(n)).eval() for n in names}
+    for name in folders:
+        print(f"{name}: weights from {folders[name]}")
 
     results: dict[str, dict[str, list[float]]] = {n: {} for n in names}
     for sweep, values in SWEEPS.items():

@@ -92,9 +92,11 @@ class AffConvNet(nn.Module):
         self.norms = nn.ModuleList(GroupBatchNorm(c) for c in channels)
         self.pool_after = tuple(bool(p) for p in pool_after)
         # the global max over (group, plane) is large and nearly input-independent at
-        # initialisation; standardising it across the batch restores a usable signal
+        # initialisation; a per-image LayerNorm restores a usable signal. (Batch normalisation
+        # here divides by a tiny batch variance and turns the small gap between batch and
+        # running statistics of the trunk into a large shift of the logits.)
         self.head = nn.Sequential(
-            GroupBatchNorm(channels[-1]),
+            nn.LayerNorm(channels[-1]),
             nn.Linear(channels[-1], hidden),
             nn.ReLU(inplace=True),
             nn.Dropout(dropout),
@@ -132,7 +134,7 @@ class AffConvNet(nn.Module):
         finally:
             self._set_update_stats(True)
         with torch.no_grad():
-            self.head[0](self.features(x, self.sampler.eval_samples().to(x.device)))
+            self.features(x, self.sampler.eval_samples().to(x.device))
         return logits
 
 

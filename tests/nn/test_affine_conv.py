@@ -20,6 +20,8 @@ from geozoo.nn.affine_conv import (
     AffineGroupConv2d,
     AffineLiftingConv2d,
     AffineSampler,
+    GroupBatchNorm,
+    GroupLayerNorm,
     GroupPool,
     group_max_pool2d,
 )
@@ -262,3 +264,32 @@ def test_plain_cnn_fails_quarter_turn_invariance_but_ours_passes():
 def test_group_value_accepted():
     layer = AffineGroupConv2d(2, 2, GLPlus(2, pd_scale=0.3))
     assert layer.group.pd_scale == 0.3
+
+
+def test_group_batch_norm_statistics():
+    norm = GroupBatchNorm(3).train()
+    x = 2.0 + 3.0 * torch.randn(4, 8, 3, 5, 5)
+    norm.update_stats = False
+    out = norm(x)
+    assert torch.equal(norm.running_mean, torch.zeros(3))  # untouched
+    flat = x.transpose(0, 2).reshape(3, -1)
+    expected = (x - flat.mean(1)[:, None, None]) / torch.sqrt(
+        flat.var(1, unbiased=False)[:, None, None] + norm.eps
+    )
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
+    norm.update_stats = True
+    norm(x)
+    torch.testing.assert_close(norm.running_mean, 0.1 * flat.mean(1))
+    norm.eval()
+    vec = torch.randn(5, 3)
+    torch.testing.assert_close(
+        norm(vec), (vec - norm.running_mean) / torch.sqrt(norm.running_var + norm.eps)
+    )
+
+
+def test_group_layer_norm_is_per_image():
+    norm = GroupLayerNorm(3)
+    x = torch.randn(4, 8, 3, 5, 5)
+    out = norm(x)
+    torch.testing.assert_close(norm(x[:1]), out[:1])  # independent of the rest of the batch
+    torch.testing.assert_close(out.mean(dim=(1, 3, 4)), torch.zeros(4, 3), atol=1e-5, rtol=0)
