@@ -199,8 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     overrides = dict(args.override)
     setup = (
         f"{args.epochs} epochs, batch {args.batch_size}, AdamW (lr {args.lr}, weight decay "
-        f"{args.weight_decay}, cosine schedule), seeds {', '.join(map(str, args.seeds))}"
-        + (f", overrides {overrides}" if overrides else "")
+        f"{args.weight_decay}, cosine schedule)" + (f", overrides {overrides}" if overrides else "")
     )
     command = "python scripts/reproduce_minimal_transformer.py " + " ".join(
         argv if argv is not None else sys.argv[1:]
@@ -208,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.table_only:
         saved = json.loads(args.json.read_text())
         results, command, setup = saved["results"], saved["command"], saved["setup"]
-        print(f"results of `{command}` ({setup})")
+        print(f"results of `{command}`")
     else:
         data = load_digits(args.limit_train)
         setup = (
@@ -231,6 +230,11 @@ def main(argv: list[str] | None = None) -> int:
                     args.json.write_text(json.dumps(record, indent=2))
     full = next((r["params"] for r in results if r["variant"] == "vit_tiny_mnist"), None)
     text = table(results, full)
+    seeds = sorted({r["seed"] for r in results})
+    setup = f"{setup}, seeds {', '.join(map(str, seeds))} (the same for every variant)"
+    present = {r["variant"] for r in results}
+    if any(sum(r["variant"] == v for r in results) != len(seeds) for v in present):
+        setup += "; some variants did not finish every seed"
     cpu = sum(r["cpu_seconds"] for r in results) / 60
     print(f"\n{text}\n\ntraining + evaluation: {cpu:.1f} min CPU time in total")
     if args.write_docs:
