@@ -5,6 +5,7 @@ from geozoo.nets.cnn import PlainCNN
 from geozoo.nets.e3nn_nets import E3PointClassifier, E3TensorRegressor
 from geozoo.nets.equivariant_mlp import EquivariantMLP, PlainMLP
 from geozoo.nets.steerable import SteerableCNN
+from geozoo.nets.students import cnn_mnist_tiny
 from geozoo.nets.transformer import PatchTransformer
 
 __all__ = [
@@ -16,4 +17,5 @@ __all__ = [
     "PlainCNN",
     "PlainMLP",
     "SteerableCNN",
+    "cnn_mnist_tiny",
 ]
