@@ -22,6 +22,7 @@ from geozoo.nn.affine_conv import (
     AffineLiftingConv2d,
     AffineSampler,
     GroupBatchNorm,
+    GroupLayerNorm,
     group_max_pool2d,
 )
 from geozoo.nn.checks import check_images
@@ -89,14 +90,15 @@ class AffConvNet(nn.Module):
             )
             for c_in, c_out, k in zip(channels[:-1], channels[1:], kernel_sizes[1:])
         )
-        self.norms = nn.ModuleList(GroupBatchNorm(c) for c in channels)
+        self.norms = nn.ModuleList(GroupLayerNorm(c) for c in channels)
         self.pool_after = tuple(bool(p) for p in pool_after)
-        # the global max over (group, plane) is large and nearly input-independent at
-        # initialisation; a per-image LayerNorm restores a usable signal. (Batch normalisation
-        # here divides by a tiny batch variance and turns the small gap between batch and
-        # running statistics of the trunk into a large shift of the logits.)
+        # The global max over (group, plane) is large and nearly input-independent at
+        # initialisation; a batch norm on it restores a usable signal and speeds up training a
+        # lot. It divides by a small variance, so its running statistics must match the
+        # evaluation features exactly: hence the per-image norms in the trunk (batch norms there
+        # differ between batch and running statistics, which this head amplifies).
         self.head = nn.Sequential(
-            nn.LayerNorm(channels[-1]),
+            GroupBatchNorm(channels[-1]),
             nn.Linear(channels[-1], hidden),
             nn.ReLU(inplace=True),
             nn.Dropout(dropout),
@@ -125,16 +127,18 @@ class AffConvNet(nn.Module):
         check_images(x, self.in_channels, self.input_size)
         if not self.training:
             return self.head(self.features(x))
-        # training: normalise with the batch statistics of a fresh random sample set, and
-        # estimate the running statistics on the fixed evaluation grid in a no-grad pass, so
-        # that evaluation sees the statistics of the samples it uses (see GroupBatchNorm)
+        # training: the trunk is normalised per image (GroupLayerNorm), so only the head's batch
+        # norm depends on the batch. It normalises with the batch statistics of the fresh random
+        # sample set; its running statistics are estimated on the fixed evaluation grid in a
+        # no-grad pass, so evaluation sees the statistics of the samples it uses
+        # (see GroupBatchNorm).
         self._set_update_stats(False)
         try:
             logits = self.head(self.features(x))
         finally:
             self._set_update_stats(True)
         with torch.no_grad():
-            self.features(x, self.sampler.eval_samples().to(x.device))
+            self.head[0](self.features(x, self.sampler.eval_samples().to(x.device)))
         return logits
 
 
