@@ -354,3 +354,25 @@ def test_objectives_in_classification_task() -> None:
     assert all(id(p) in params for p in bd_teacher.parameters())
     assert not any(id(p) in params for p in teacher.parameters())
     assert not any(k.startswith("objectives.0.") for k in task.state_dict())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "config",
+    ["kd_js", "kd_alpha", "pld", "bdkd", "ofa", "sinkd"],
+)
+def test_distill_configs_train_through_the_cli(config: str) -> None:
+    if not geozoo.list_models("cnn_mnist", pretrained=True):
+        pytest.skip("the zoo's cnn_mnist checkpoint is not published")
+    from geozoo.cli import main
+
+    main(
+        [
+            "fit",
+            "--config",
+            f"configs/distill_{config}_mnist.yaml",
+            "--trainer.fast_dev_run=true",
+            "--trainer.enable_progress_bar=false",
+            "--trainer.logger=false",
+        ]
+    )
