@@ -109,3 +109,23 @@ def test_optimizer_and_scheduler_come_from_the_yaml(tmp_path):
     assert isinstance(config["optimizer"], __import__("torch").optim.AdamW)
     assert config["optimizer"].param_groups[0]["lr"] == 0.0123
     assert type(config["lr_scheduler"]["scheduler"]).__name__ == "CosineAnnealingLR"
+
+
+def test_validate_and_test_subcommands(tmp_path, capsys):
+    for command in ("validate", "test"):
+        assert (
+            main(
+                [
+                    command,
+                    "--config",
+                    RECIPE,
+                    *TINY,
+                    f"--trainer.default_root_dir={tmp_path}",
+                    "--trainer.limit_test_batches=2",
+                    "--trainer.limit_val_batches=2",
+                ]
+            )
+            == 0
+        )
+    out = capsys.readouterr().out
+    assert "test/clean/acc" in out and "test/affnist/acc" in out

@@ -140,11 +140,15 @@ class ClassificationTask(L.LightningModule):
         metrics = self.test_metrics[dataloader_idx]
         metrics.update(outputs.float().softmax(-1), targets)
         name = self._test_set_name(dataloader_idx)
-        self.log_dict(
-            {f"test/{name}/{k}": m for k, m in metrics.items()},
-            on_epoch=True,
-            add_dataloader_idx=False,
-        )
+        for key, metric in metrics.items():
+            # metrics created lazily per test set: name their attribute for Lightning explicitly
+            self.log(
+                f"test/{name}/{key}",
+                metric,
+                on_epoch=True,
+                add_dataloader_idx=False,
+                metric_attribute=f"test_metrics.{dataloader_idx}.{key}",
+            )
 
     def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> Tensor:
         inputs = batch[0] if isinstance(batch, list | tuple) else batch

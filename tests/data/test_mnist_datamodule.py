@@ -1,0 +1,62 @@
+import hashlib
+
+import pytest
+import torch
+
+from geozoo.data import MNISTDataModule
+
+
+def _hashes(dataset, frame):
+    images = dataset.tensors[0]
+    return {hashlib.sha1(img[0].numpy().tobytes()).hexdigest() for img in images}
+
+
+@pytest.fixture(scope="module")
+def datamodule():
+    dm = MNISTDataModule(source="offline", test_sets=["clean", "affnist", "rotated"])
+    dm.setup()
+    return dm
+
+
+def test_offline_splits_are_disjoint_and_stratified(datamodule):
+    sets = datamodule._datasets
+    assert [len(sets[k]) for k in ("train", "val", "test_clean")] == [3600, 400, 1000]
+    train, val, test = (_hashes(sets[k], 40) for k in ("train", "val", "test_clean"))
+    assert not train & test and not val & test and not train & val
+    assert torch.bincount(sets["test_clean"].tensors[1]).tolist() == [100] * 10
+
+
+def test_images_are_floats_in_the_affnist_frame(datamodule):
+    for name in ("train", "test_clean", "test_affnist", "test_rotated"):
+        images = datamodule._datasets[name].tensors[0]
+        assert images.shape[1:] == (1, 40, 40) and images.dtype == torch.float32
+        assert images.min() >= 0 and images.max() <= 1
+    assert datamodule.image_size == (1, 40, 40)
+
+
+def test_test_sets_share_labels_and_differ_in_pose(datamodule):
+    clean = datamodule._datasets["test_clean"]
+    affine = datamodule._datasets["test_affnist"]
+    assert torch.equal(clean.tensors[1], affine.tensors[1])
+    assert not torch.equal(clean.tensors[0], affine.tensors[0])
+    assert list(datamodule.test_loaders_by_name()) == ["clean", "affnist", "rotated"]
+
+
+def test_28x28_frame_and_limit_train():
+    dm = MNISTDataModule(source="offline", pad_to=None, test_sets=["clean"], limit_train=100)
+    dm.setup()
+    assert dm._datasets["train"].tensors[0].shape == (100, 1, 28, 28)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"test_sets": ["clean", "afnist"]}, "unknown test sets"),
+        ({"pad_to": None, "test_sets": ["affnist"]}, "pad_to=40"),
+        ({"train_augment": "mixup"}, "train_augment"),
+        ({"val_fraction": 1.5}, "val_fraction"),
+    ],
+)
+def test_bad_options_are_explained(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        MNISTDataModule(source="offline", **kwargs)
