@@ -10,6 +10,7 @@ from geozoo.nn.affine_conv import (
 )
 from geozoo.nn.attention import ReducedSelfAttention, ReducedTransformerBlock
 from geozoo.nn.checks import check_images
+from geozoo.nn.riemannian import MahalanobisDistance, OrthogonalLinear
 from geozoo.nn.steerable import FiberPool, SteerableConvBlock
 
 __all__ = [
@@ -20,6 +21,8 @@ __all__ = [
     "GroupBatchNorm",
     "GroupLayerNorm",
     "GroupPool",
+    "MahalanobisDistance",
+    "OrthogonalLinear",
     "ReducedSelfAttention",
     "ReducedTransformerBlock",
     "SteerableConvBlock",
