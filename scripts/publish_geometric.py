@@ -133,6 +133,36 @@ def network_arguments(network: torch.nn.Module) -> dict[str, Any]:
     return getattr(network, "_publish_arguments", {})
 
 
+def _measurements(name: str, network: torch.nn.Module, folder: Path, input_size) -> dict:
+    return {
+        **equivariance_budget(network, name),
+        "seconds_create_model_pretrained_to_first_logits": round(
+            time_first_logits(name, folder, list(input_size)), 3
+        ),
+        "note": f"measured by `python scripts/publish_geometric.py {name}` on "
+        f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",
+    }
+
+
+def remeasure(name: str, folder: Path) -> int:
+    """Recompute the metrics and measurements of a published folder without training."""
+    from geozoo.zoo import create_model
+    from geozoo.zoo.evaluate import evaluate_entry
+
+    config = json.loads((folder / "config.json").read_text())
+    model = create_model(name, pretrained=True, weights=folder)
+    model._publish_arguments = config["arguments"]
+    config["metrics"] = evaluate_entry(config, model)
+    config["measurements"] = _measurements(name, model, folder, config["input"]["input_size"])
+    config["measurements"]["note"] += " --measure-only"
+    (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    (folder / "README.md").write_text(render_model_card(config))
+    print(
+        json.dumps({"metrics": config["metrics"], "measurements": config["measurements"]}, indent=2)
+    )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -141,11 +171,18 @@ def main(argv: list[str] | None = None) -> int:
         "name", choices=["steerable_c8_rotmnist", "steerable_d4_rotmnist", "e3nn_tetris"]
     )
     parser.add_argument("--output-dir", default=None, help="default: models/NAME")
+    parser.add_argument(
+        "--measure-only",
+        action="store_true",
+        help="do not train: reload the published folder, recompute metrics and measurements",
+    )
     ns, fit_args = parser.parse_known_args(argv)
     fit_args = [a for a in fit_args if a != "--"]
     name = ns.name
     recipe = recipe_path(name)
     output = Path(ns.output_dir) if ns.output_dir else models_dir() / name
+    if ns.measure_only:
+        return remeasure(name, output)
 
     start = time.perf_counter()
     cli = build_cli(["fit", "--config", str(recipe), *fit_args])
