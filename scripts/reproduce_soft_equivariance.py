@@ -265,7 +265,9 @@ def summarize(results: list[dict], tasks: list[str], methods: list[str]) -> str:
             names = list(rs[0]["strengths"])
             mean = {n: sum(r["strengths"][n] for r in rs) / len(rs) for n in names}
             text = ", ".join(f"{n}={v:.3g}" for n, v in mean.items())
-            lines.append(f"- {t} / {m}: {text}")
+            true = TASKS[t].true_group
+            first = sum(max(r["strengths"], key=r["strengths"].get) == true for r in rs)
+            lines.append(f"- {t} / {m}: {text} (true {true} strongest in {first}/{len(rs)} seeds)")
     return "\n".join(lines)
 
 
@@ -277,7 +279,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tasks", nargs="*", default=list(TASKS), choices=list(TASKS))
     parser.add_argument("--methods", nargs="*", default=None, choices=list(METHODS))
     parser.add_argument("--json", default=None, help="also write every run to this JSON file")
+    parser.add_argument(
+        "--summarize", default=None, help="only print the tables of a JSON file written by --json"
+    )
     args = parser.parse_args(argv)
+    if args.summarize:
+        with open(args.summarize) as f:
+            results = json.load(f)
+        tasks = [t for t in TASKS if any(r["task"] == t for r in results)]
+        methods = [m for m in METHODS if any(r["method"] == m for r in results)]
+        print(summarize(results, tasks, methods))
+        return
     proto = copy.copy(QUICK if args.quick else FULL)
     if args.epochs is not None:
         proto.epochs = args.epochs
