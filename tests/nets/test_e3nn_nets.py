@@ -20,7 +20,7 @@ from geozoo.testing import (
     translate_points,
 )
 
-SMALL = {"mul": 4, "lmax": 2, "layers": 2}
+SMALL = {"mul": 2, "lmax": 2, "layers": 2}
 
 
 def _logit_action(model, improper: bool) -> Transform:
