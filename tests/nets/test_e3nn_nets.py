@@ -89,3 +89,13 @@ def test_bad_inputs_are_reported():
     regressor = E3TensorRegressor(**SMALL)
     with pytest.raises(ValueError, match="per-point scalars"):
         regressor(torch.zeros(2, 4, 3))
+
+
+@pytest.mark.slow
+def test_zoo_eval_reproduces_tetris_card():
+    from geozoo.cli import main
+    from geozoo.zoo import models_dir
+
+    if not (models_dir() / "e3nn_tetris" / "config.json").is_file():
+        pytest.skip("e3nn_tetris is not published")
+    assert main(["zoo", "eval", "e3nn_tetris"]) == 0

@@ -189,3 +189,11 @@ def test_published_entry_loads_without_escnn(name):
     config = json.loads((models_dir() / name / "config.json").read_text())
     logits = _load_in_clean_process(name, "-")
     assert torch.allclose(logits, torch.tensor(config["escnn"]["golden_logits"]), atol=1e-4)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", PUBLISHED)
+def test_zoo_eval_reproduces_card(name):
+    from geozoo.cli import main
+
+    assert main(["zoo", "eval", name]) == 0  # accuracy within 0.2 points of the card
