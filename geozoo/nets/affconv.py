@@ -46,6 +46,9 @@ class AffConvNet(nn.Module):
         pd_scale: log-normal spread of the positive factors.
         lift_radius, conv_radius: radii of the RBF kernel bases (pixels).
         heads: number of group kernels per group convolution.
+        padding_mode: padding of the group convolutions (``"zeros"`` or ``"replicate"``; the
+            latter hides the image border, whose zero-padding edge lets a network trained on
+            centred digits learn absolute position).
         hidden: width of the head.
         dropout: dropout before the last linear layer.
         input_size: expected ``(H, W)``.
@@ -65,6 +68,7 @@ class AffConvNet(nn.Module):
         lift_radius: float = 2.0,
         conv_radius: float = 1.0,
         heads: int = 1,
+        padding_mode: str = "zeros",
         hidden: int = 64,
         dropout: float = 0.2,
         input_size: Sequence[int] = (40, 40),
@@ -86,7 +90,14 @@ class AffConvNet(nn.Module):
         )
         self.convs = nn.ModuleList(
             AffineGroupConv2d(
-                c_in, c_out, group_value, k, basis_radius=conv_radius, heads=heads, bias=False
+                c_in,
+                c_out,
+                group_value,
+                k,
+                basis_radius=conv_radius,
+                heads=heads,
+                bias=False,
+                padding_mode=padding_mode,
             )
             for c_in, c_out, k in zip(channels[:-1], channels[1:], kernel_sizes[1:])
         )

@@ -292,6 +292,9 @@ class AffineGroupConv2d(_CachedKernel):
     ``conv2d`` with ``G`` groups: ``G heads C_in C_out k^2`` multiply-adds per pixel instead of
     the ``G^2 C_in C_out k^2`` of the paper's dense kernel.
 
+    ``padding_mode="replicate"`` continues a constant background instead of padding with zeros,
+    so that no artificial edge at the image border tells the network where it is.
+
     Input ``(N, G, C_in, H, W)``, samples ``(G, 2, 2)``; output ``(N, G, C_out, H', W')``.
     """
 
@@ -307,8 +310,14 @@ class AffineGroupConv2d(_CachedKernel):
         heads: int = 1,
         hidden: int = 16,
         bias: bool = True,
+        padding_mode: str = "zeros",
     ) -> None:
         super().__init__()
+        if padding_mode not in ("zeros", "replicate", "reflect"):
+            raise ValueError(
+                f"padding_mode must be 'zeros', 'replicate' or 'reflect', got {padding_mode!r}"
+            )
+        self.padding_mode = padding_mode
         self.group = make_group(group)
         self.in_channels, self.out_channels, self.heads = in_channels, out_channels, int(heads)
         self.padding = kernel_size // 2 if padding is None else padding
@@ -350,7 +359,12 @@ class AffineGroupConv2d(_CachedKernel):
         u = torch.matmul(mixing, x.reshape(n, g, c * h * w))  # (N, G * heads, C HW)
         bias = None if self.bias is None else self.bias.repeat(g)
         u = u.view(n, g * self.heads * c, h, w)
-        out = F.conv2d(u, spatial, bias, padding=self.padding, groups=g)
+        if self.padding_mode != "zeros" and self.padding:
+            p = self.padding
+            u = F.pad(u, (p, p, p, p), mode=self.padding_mode)
+            out = F.conv2d(u, spatial, bias, groups=g)
+        else:
+            out = F.conv2d(u, spatial, bias, padding=self.padding, groups=g)
         return out.view(n, g, self.out_channels, *out.shape[-2:])
 
 

@@ -99,11 +99,15 @@ def test_lifting_quarter_turn_equivariance(group, positives):
             )
 
 
+@pytest.mark.parametrize("padding_mode", ["zeros", "replicate"])
 @pytest.mark.parametrize(("group", "positives"), GROUPS)
-def test_group_conv_quarter_turn_equivariance(group, positives):
+def test_group_conv_quarter_turn_equivariance(group, positives, padding_mode):
     torch.manual_seed(1)
     sampler = AffineSampler(group, rotations=8, positives=positives).eval()
-    layer = AffineGroupConv2d(3, 4, sampler.group, kernel_size=3, heads=2).to(DT).eval()
+    layer = AffineGroupConv2d(
+        3, 4, sampler.group, kernel_size=3, heads=2, padding_mode=padding_mode
+    )
+    layer = layer.to(DT).eval()
     samples = sampler()
     g = samples.shape[0]
     f = torch.randn(2, g, 3, 10, 10, dtype=DT)
