@@ -15,7 +15,7 @@ pooled stages) and ``sinkd`` (CE + KD-KL + SinKD).
 
 Usage::
 
-    python scripts/reproduce_distillation.py            # 3 seeds, 3 epochs (about 25 min on 1 CPU)
+    python scripts/reproduce_distillation.py            # 2 seeds, 3 epochs (about 30 min on 1 CPU)
     python scripts/reproduce_distillation.py --quick    # 1 seed, 1 epoch on 1,024 digits
     python scripts/reproduce_distillation.py --write-docs   # also update docs/objectives.md
 
@@ -169,7 +169,7 @@ def fmt(values: list[float]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="1 seed, 1 epoch, 1,024 digits")
-    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--only", nargs="*", help="run only these methods")
     parser.add_argument("--write-docs", action="store_true")
