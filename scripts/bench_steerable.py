@@ -16,7 +16,7 @@ import time
 
 import torch
 
-from geozoo.zoo import create_model
+from geozoo.zoo import card, create_model
 from geozoo.zoo.evaluate import measure_throughput
 
 
@@ -33,8 +33,14 @@ def main(argv: list[str] | None = None) -> int:
         infer = measure_throughput(model, shape, ns.batch_size, train=False, seconds=ns.seconds)
         return train, infer
 
-    base_train, base_infer = bench(create_model("cnn_mnist", input_size=(28, 28)))
+    try:  # the published baseline's own widths, at the same 28x28 input
+        baseline_args = dict(card("cnn_mnist").get("arguments", {}))
+    except FileNotFoundError:
+        baseline_args = {}
+    baseline_args["input_size"] = (28, 28)
+    base_train, base_infer = bench(create_model("cnn_mnist", **baseline_args))
     print(f"threads: {torch.get_num_threads()}, batch {ns.batch_size}, input {shape}")
+    print(f"cnn_mnist arguments: {baseline_args}")
     header = (
         f"{'model':<34}{'build s':>9}{'train img/s':>13}{'x cnn':>7}{'infer img/s':>13}{'x cnn':>7}"
     )
