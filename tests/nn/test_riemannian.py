@@ -127,6 +127,7 @@ def test_classification_task_with_riemannian_adam_from_yaml(tmp_path):
     assert len(violation) == 2 and max(violation.values()) < ON_MANIFOLD, violation
 
 
+@pytest.mark.slow
 def test_regression_task_with_riemannian_adam_from_yaml(tmp_path):
     pytest.importorskip("e3nn")
     config = {
