@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import json
 import logging
 import math
@@ -40,9 +41,11 @@ from geozoo.data.symmetry_tasks import (
     MotionForecastingDataModule,
     SymmetryTaskDataModule,
 )
+from geozoo.metrics.regression import average_displacement_error
 from geozoo.nets.equivariant_mlp import EquivariantMLP, PlainMLP
+from geozoo.objectives.regression import MeanSquaredError
 from geozoo.objectives.soft_equivariance import MixedSymmetryRegularizer, ResidualPathwayPrior
-from geozoo.tasks.soft_equivariance import SymmetryRegressionTask
+from geozoo.tasks import RegressionTask
 
 
 @dataclass(frozen=True)
@@ -193,11 +196,13 @@ def run_one(method: str, spec: TaskSpec, seed: int, proto: Protocol) -> dict:
     data = spec.make_data(seed)
     data.batch_size = proto.batch_size
     network, objectives = build(method, spec, data, proto)
-    task = SymmetryRegressionTask(
+    task = RegressionTask(
         network,
-        objectives,
-        lr=proto.lr,
-        weight_decay=proto.weight_decay,
+        [MeanSquaredError(), *objectives],
+        optimizer=functools.partial(torch.optim.Adam, lr=proto.lr, weight_decay=proto.weight_decay),
+        lr_scheduler=functools.partial(
+            torch.optim.lr_scheduler.CosineAnnealingLR, T_max=max(proto.epochs, 1)
+        ),
         ade_dims=data.ade_dims,
     )
     best = BestValidation(spec.metric)
@@ -221,8 +226,6 @@ def run_one(method: str, spec: TaskSpec, seed: int, proto: Protocol) -> dict:
     with torch.no_grad():
         out = task.network(x)
     if spec.metric == "ade":
-        from geozoo.tasks.soft_equivariance import average_displacement_error
-
         test = float(average_displacement_error(out, y, data.ade_dims))
     else:
         test = float(torch.nn.functional.mse_loss(out, y))

@@ -2,5 +2,11 @@
 
 from geozoo.metrics.calibration import expected_calibration_error, reliability_diagram
 from geozoo.metrics.equivariance import EquivarianceError
+from geozoo.metrics.regression import average_displacement_error
 
-__all__ = ["EquivarianceError", "expected_calibration_error", "reliability_diagram"]
+__all__ = [
+    "EquivarianceError",
+    "average_displacement_error",
+    "expected_calibration_error",
+    "reliability_diagram",
+]

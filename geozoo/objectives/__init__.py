@@ -10,12 +10,14 @@ from geozoo.objectives.distillation import (
     PlackettLuceDistillation,
     SinkhornDistillation,
 )
+from geozoo.objectives.regression import MeanSquaredError
 from geozoo.objectives.soft_equivariance import MixedSymmetryRegularizer, ResidualPathwayPrior
 
 __all__ = [
     "BalancedDivergenceDistillation",
     "CrossEntropy",
     "Distillation",
+    "MeanSquaredError",
     "MixedSymmetryRegularizer",
     "OFADistillation",
     "Objective",

@@ -2,5 +2,6 @@
 
 from geozoo.tasks.base import ObjectiveTask
 from geozoo.tasks.classification import ClassificationTask
+from geozoo.tasks.regression import RegressionTask
 
-__all__ = ["ClassificationTask", "ObjectiveTask"]
+__all__ = ["ClassificationTask", "ObjectiveTask", "RegressionTask"]

@@ -74,12 +74,13 @@ class ObjectiveTask(L.LightningModule):
     def forward(self, inputs: Any) -> Tensor:
         return self.network(*inputs) if isinstance(inputs, list | tuple) else self.network(inputs)
 
-    def test_set_name(self, dataloader_idx: int) -> str:
-        """The data module's name for a test loader (``test_set_names``), else its index."""
+    def test_prefix(self, dataloader_idx: int) -> str:
+        """Log prefix of a test loader: ``test/{name}`` with the data module's
+        ``test_set_names``, else ``test`` (first loader) or ``test/{index}``."""
         names = getattr(getattr(self.trainer, "datamodule", None), "test_set_names", None)
-        return (
-            names[dataloader_idx] if names and dataloader_idx < len(names) else str(dataloader_idx)
-        )
+        if names and dataloader_idx < len(names):
+            return f"test/{names[dataloader_idx]}"
+        return "test" if dataloader_idx == 0 else f"test/{dataloader_idx}"
 
     def objectives_step(
         self, batch: Any, stage: str, prefix: str | None = None

@@ -79,11 +79,11 @@ class ClassificationTask(ObjectiveTask):
             self.test_metrics.append(self._metrics().to(self.device))
         metrics = self.test_metrics[dataloader_idx]
         metrics.update(outputs.float().softmax(-1), targets)
-        name = self.test_set_name(dataloader_idx)
+        prefix = self.test_prefix(dataloader_idx)
         for key, metric in metrics.items():
             # metrics created lazily per test set: name their attribute for Lightning explicitly
             self.log(
-                f"test/{name}/{key}",
+                f"{prefix}/{key}",
                 metric,
                 on_epoch=True,
                 add_dataloader_idx=False,

@@ -133,7 +133,7 @@ def test_regression_task_with_riemannian_adam_from_yaml(tmp_path):
     config = {
         "seed_everything": 0,
         "model": {
-            "class_path": "geozoo.tasks.regression.RegressionTask",
+            "class_path": "geozoo.tasks.RegressionTask",
             "init_args": {
                 "network": {
                     "class_path": "geozoo.nets.E3TensorRegressor",

@@ -1,11 +1,11 @@
-"""The regression task of the mixed-symmetry experiments, and its configs through the CLI."""
+"""The regression task, the ADE metric, and the mixed-symmetry configs through the CLI."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from geozoo.tasks.soft_equivariance import average_displacement_error
+from geozoo.metrics.regression import average_displacement_error
 
 
 def test_average_displacement_error_closed_form() -> None:
