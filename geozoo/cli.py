@@ -15,6 +15,8 @@ from collections.abc import Sequence
 import lightning as L
 from lightning.pytorch.cli import ArgsType, LightningCLI
 
+import geozoo.nn  # noqa: F401 - lets YAML configure geoopt.optim.RiemannianAdam (see geozoo.nn.riemannian)
+
 __all__ = ["build_cli", "main", "zoo_main"]
 
 
