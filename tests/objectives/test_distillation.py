@@ -53,15 +53,6 @@ class TinyTokens(nn.Module):
         return self.head(self.block(self.embed(patches)).mean(1))
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # the shared CI machine is oversubscribed: intra-op threads only add contention here
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def _ctx(network, x, y=None, **extras) -> StepContext:
     return StepContext(inputs=x, targets=y, outputs=network(x), network=network, extras=extras)
 

@@ -9,16 +9,6 @@ import torch
 
 from geozoo.objectives import divergences as D
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # the shared CI machine is oversubscribed: intra-op threads only add contention here
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 # ------------------------------------------------------------------ references (float64, by hand)
 
 

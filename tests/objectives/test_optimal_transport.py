@@ -11,15 +11,6 @@ from geozoo.objectives.cauchy_schwarz import cauchy_schwarz, conditional_cauchy_
 from geozoo.objectives.optimal_transport import sinkd_loss, sinkhorn
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # the shared CI machine is oversubscribed: intra-op threads only add contention here
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def _plain_sinkhorn(a, b, c, eps, iters):
     """Textbook (kernel-domain) Sinkhorn in float64 for one problem (Cuturi 2013, Alg. 1)."""
     k = torch.exp(-c / eps)
