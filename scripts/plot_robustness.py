@@ -48,7 +48,9 @@ SWEEPS = {
 def matrix_for(sweep: str, value: float) -> torch.Tensor:
     one, zero = torch.ones(1, dtype=torch.float64), torch.zeros(1, dtype=torch.float64)
     if sweep.startswith("rotation"):
-        return affine_matrices(torch.tensor([math.radians(value)], dtype=torch.float64), zero, one, one)[0]
+        return affine_matrices(
+            torch.tensor([math.radians(value)], dtype=torch.float64), zero, one, one
+        )[0]
     if sweep == "shear":
         return affine_matrices(zero, torch.tensor([value], dtype=torch.float64), one, one)[0]
     return affine_matrices(zero, zero, one * value, one * value)[0]
