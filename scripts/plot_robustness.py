@@ -158,7 +158,8 @@ def update_card(name: str, results: dict, invariance: dict, count: int) -> None:
     config = json.loads((folder / "config.json").read_text())
     lines = [
         f"Robustness sweeps on {count} held-out digits (`OMP_NUM_THREADS=1 python "
-        "scripts/plot_robustness.py --update-cards`, plot in docs/robustness.png). Accuracy in %:",
+        f"scripts/plot_robustness.py --limit {count} --update-cards`, plot in "
+        "docs/robustness.png). Accuracy in %:",
         "",
     ]
     for sweep, values in SWEEPS.items():
