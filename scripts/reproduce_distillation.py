@@ -185,8 +185,8 @@ def main() -> None:
         limit_train=1024 if args.quick else None,
     )
     data.setup()
-    images, labels = data._datasets["train"].tensors
-    tests = {n: data._datasets[f"test_{n}"].tensors for n in ("clean", "affnist")}
+    images, labels = data.datasets["train"].tensors
+    tests = {n: data.datasets[f"test_{n}"].tensors for n in ("clean", "affnist")}
 
     teacher = geozoo.create_model("cnn_mnist", pretrained=True)
     teacher_logits = predict(teacher, images)

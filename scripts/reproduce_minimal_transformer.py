@@ -76,7 +76,7 @@ def load_digits(limit_train: int | None) -> dict[str, tuple[torch.Tensor, torch.
     """Train / held-out test tensors of the offline MNIST split used by the zoo recipes."""
     dm = MNISTDataModule(source="offline", pad_to=None, test_sets=["clean"], seed=0)
     dm.setup("fit")
-    train, test = dm._datasets["train"].tensors, dm._datasets["test_clean"].tensors
+    train, test = dm.datasets["train"].tensors, dm.datasets["test_clean"].tensors
     if limit_train is not None:  # a seeded random subset: the digits are stored class by class
         keep = torch.randperm(len(train[1]), generator=torch.Generator().manual_seed(0))
         train = tuple(t[keep[:limit_train]] for t in train)

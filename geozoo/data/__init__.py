@@ -1,5 +1,6 @@
 """LightningDataModules and dataset sources (real download + offline fallback)."""
 
+from geozoo.data.base import InMemoryDataModule
 from geozoo.data.cifar import CIFAR10DataModule
 from geozoo.data.mnist import MNISTDataModule
 from geozoo.data.mnist_sources import MNISTNotFoundError, resolve_mnist
@@ -14,6 +15,7 @@ from geozoo.data.transforms import affine_warp, affnist_style, pad_to, random_ro
 __all__ = [
     "CIFAR10DataModule",
     "CosineSimilarityDataModule",
+    "InMemoryDataModule",
     "InertiaDataModule",
     "MNISTDataModule",
     "MNISTNotFoundError",

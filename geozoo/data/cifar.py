@@ -29,11 +29,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
-import lightning as L
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import TensorDataset
+
+from geozoo.data.base import InMemoryDataModule
 
 __all__ = [
     "CIFAR10_CLASSES",
@@ -273,7 +274,7 @@ def _to_float(images: np.ndarray) -> Tensor:
     return torch.from_numpy(np.ascontiguousarray(images)).float().div_(255.0)
 
 
-class CIFAR10DataModule(L.LightningDataModule):
+class CIFAR10DataModule(InMemoryDataModule):
     """CIFAR-10 images as float tensors in [0, 1], shape ``(N, 3, 32, 32)``.
 
     The official 50,000 training images are split (stratified, seeded) into training and
@@ -304,26 +305,23 @@ class CIFAR10DataModule(L.LightningDataModule):
         batch_size: int = 128,
         num_workers: int = 0,
     ) -> None:
-        super().__init__()
+        super().__init__(batch_size=batch_size, num_workers=num_workers, seed=seed)
         if train_augment not in (None, "crop_flip"):
             raise ValueError(f"train_augment must be None or 'crop_flip', got {train_augment!r}")
         if val_size < 0:
             raise ValueError(f"val_size must be >= 0, got {val_size}")
         self.data_dir = None if data_dir is None else Path(data_dir)
         self.source, self.download = source, download
-        self.val_size, self.train_augment, self.seed = val_size, train_augment, seed
-        self.limit_train, self.batch_size, self.num_workers = limit_train, batch_size, num_workers
+        self.val_size, self.train_augment = val_size, train_augment
+        self.limit_train = limit_train
         self.source_used: str | None = None
         self._augment_step = 0
-        self._datasets: dict[str, TensorDataset] = {}
 
     @property
     def image_size(self) -> tuple[int, int, int]:
         return (3, 32, 32)
 
-    def setup(self, stage: str | None = None) -> None:
-        if self._datasets:
-            return
+    def build_datasets(self) -> dict[str, TensorDataset]:
         arrays = resolve_cifar10(self.data_dir, self.source, self.download)
         self.source_used = arrays.source
         labels = arrays.train_labels
@@ -348,31 +346,12 @@ class CIFAR10DataModule(L.LightningDataModule):
         splits = {
             "train": (arrays.train_images[train_idx], labels[train_idx]),
             "val": (arrays.train_images[val_idx], labels[val_idx]),
-            "test": (arrays.test_images, arrays.test_labels),
+            "test_clean": (arrays.test_images, arrays.test_labels),
         }
-        for name, (images, split_labels) in splits.items():
-            self._datasets[name] = TensorDataset(_to_float(images), torch.from_numpy(split_labels))
-
-    def _loader(self, name: str, shuffle: bool = False) -> DataLoader:
-        return DataLoader(
-            self._datasets[name],
-            batch_size=self.batch_size,
-            shuffle=shuffle,
-            num_workers=self.num_workers,
-            generator=torch.Generator().manual_seed(self.seed) if shuffle else None,
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val")
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test")
-
-    def predict_dataloader(self) -> DataLoader:
-        return self._loader("test")
+        return {
+            name: TensorDataset(_to_float(images), torch.from_numpy(split_labels))
+            for name, (images, split_labels) in splits.items()
+        }
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         trainer = getattr(self, "trainer", None)

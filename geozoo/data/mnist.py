@@ -7,12 +7,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-import lightning as L
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import TensorDataset
 
+from geozoo.data.base import InMemoryDataModule
 from geozoo.data.mnist_sources import MNISTArrays, resolve_mnist
 from geozoo.data.transforms import affnist_style, pad_to, random_rotation
 
@@ -38,7 +38,7 @@ def _to_float(images: np.ndarray) -> Tensor:
     return torch.from_numpy(np.ascontiguousarray(images)).float().div_(255.0).unsqueeze(1)
 
 
-class MNISTDataModule(L.LightningDataModule):
+class MNISTDataModule(InMemoryDataModule):
     """MNIST digits for geozoo's image models.
 
     Sources are resolved in order (see :func:`geozoo.data.mnist_sources.resolve_mnist`): an
@@ -79,7 +79,7 @@ class MNISTDataModule(L.LightningDataModule):
         batch_size: int = 64,
         num_workers: int = 0,
     ) -> None:
-        super().__init__()
+        super().__init__(batch_size=batch_size, num_workers=num_workers, seed=seed)
         unknown = [name for name in test_sets if name not in TEST_SETS]
         if unknown:
             raise ValueError(f"unknown test sets {unknown}: expected names from {TEST_SETS}")
@@ -106,13 +106,9 @@ class MNISTDataModule(L.LightningDataModule):
         self.train_augment = train_augment
         self.test_set_names = list(test_sets)
         self.test_seed = test_seed
-        self.seed = seed
         self.limit_train = limit_train
-        self.batch_size = batch_size
-        self.num_workers = num_workers
         self.source_used: str | None = None
         self._augment_step = 0
-        self._datasets: dict[str, TensorDataset] = {}
 
     @property
     def image_size(self) -> tuple[int, int, int]:
@@ -148,15 +144,14 @@ class MNISTDataModule(L.LightningDataModule):
             "test": test,
         }
 
-    def setup(self, stage: str | None = None) -> None:
-        if self._datasets:
-            return
+    def build_datasets(self) -> dict[str, TensorDataset]:
         digits = resolve_mnist(self.data_dir, self.source, self.download)
         self.source_used = digits.source
         splits = self._splits(digits)
+        datasets = {}
         for name in ("train", "val"):
             images, labels = splits[name]
-            self._datasets[name] = TensorDataset(self._frame(images), torch.from_numpy(labels))
+            datasets[name] = TensorDataset(self._frame(images), torch.from_numpy(labels))
         test_images, test_labels = splits["test"]
         clean = self._frame(test_images)
         labels = torch.from_numpy(test_labels)
@@ -167,32 +162,8 @@ class MNISTDataModule(L.LightningDataModule):
                 images = affnist_style(_to_float(test_images), seed=self.test_seed)
             else:
                 images = random_rotation(clean, seed=self.test_seed)
-            self._datasets[f"test_{name}"] = TensorDataset(images, labels)
-
-    def _loader(self, name: str, shuffle: bool = False) -> DataLoader:
-        return DataLoader(
-            self._datasets[name],
-            batch_size=self.batch_size,
-            shuffle=shuffle,
-            num_workers=self.num_workers,
-            generator=torch.Generator().manual_seed(self.seed) if shuffle else None,
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val")
-
-    def test_dataloader(self) -> list[DataLoader]:
-        return [self._loader(f"test_{name}") for name in self.test_set_names]
-
-    def predict_dataloader(self) -> DataLoader:
-        return self._loader(f"test_{self.test_set_names[0]}")
-
-    def test_loaders_by_name(self) -> dict[str, DataLoader]:
-        """The test sets as ``{name: loader}`` (after :meth:`setup`)."""
-        return dict(zip(self.test_set_names, self.test_dataloader()))
+            datasets[f"test_{name}"] = TensorDataset(images, labels)
+        return datasets
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         trainer = getattr(self, "trainer", None)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import lightning as L
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset, TensorDataset
+from torch.utils.data import Dataset, TensorDataset
+
+from geozoo.data.base import InMemoryDataModule
 
 __all__ = [
     "TETRIS_MIRROR",
@@ -127,7 +128,7 @@ def tetris_dataset(
     return positions.to(dtype), labels
 
 
-class TetrisDataModule(L.LightningDataModule):
+class TetrisDataModule(InMemoryDataModule):
     """3D Tetris classification: train on moved copies, test on O(3)-moved and translated ones.
 
     Args:
@@ -150,29 +151,18 @@ class TetrisDataModule(L.LightningDataModule):
         batch_size: int = 16,
         seed: int = 0,
     ) -> None:
-        super().__init__()
+        super().__init__(batch_size=batch_size, eval_batch_size=256, seed=seed)
         self.train_copies, self.val_copies, self.test_copies = train_copies, val_copies, test_copies
-        self.train_group, self.batch_size, self.seed = train_group, batch_size, seed
+        self.train_group = train_group
 
-    def setup(self, stage: str | None = None) -> None:
-        self.train_set = TensorDataset(
-            *tetris_dataset(self.train_copies, self.seed + 1, self.train_group)
-        )
-        self.val_set = TensorDataset(*tetris_dataset(self.val_copies, self.seed + 2, "o3"))
-        self.test_set = TensorDataset(*tetris_dataset(self.test_copies, self.seed, "o3"))
-
-    def train_dataloader(self) -> DataLoader:
-        return DataLoader(self.train_set, batch_size=self.batch_size, shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return DataLoader(self.val_set, batch_size=256)
-
-    def test_dataloader(self) -> list[DataLoader]:
-        return [DataLoader(self.test_set, batch_size=256)]
-
-    def test_loaders_by_name(self) -> dict[str, DataLoader]:
-        """The test sets as ``{name: loader}`` (after :meth:`setup`)."""
-        return dict(zip(self.test_set_names, self.test_dataloader()))
+    def build_datasets(self) -> dict[str, Dataset]:
+        return {
+            "train": TensorDataset(
+                *tetris_dataset(self.train_copies, self.seed + 1, self.train_group)
+            ),
+            "val": TensorDataset(*tetris_dataset(self.val_copies, self.seed + 2, "o3")),
+            "test_o3": TensorDataset(*tetris_dataset(self.test_copies, self.seed, "o3")),
+        }
 
 
 # --------------------------------------------------------------------------------------------
@@ -213,7 +203,7 @@ class _PairDataset(Dataset):
         return (self.positions[index], self.masses[index]), self.targets[index]
 
 
-class InertiaDataModule(L.LightningDataModule):
+class InertiaDataModule(InMemoryDataModule):
     """Regress the inertia tensor (about the centre of mass) of random point masses.
 
     Batches are ``((positions (B, K, 3), masses (B, K)), inertia (B, 3, 3))``; the test set is
@@ -237,29 +227,18 @@ class InertiaDataModule(L.LightningDataModule):
         batch_size: int = 32,
         seed: int = 0,
     ) -> None:
-        super().__init__()
+        super().__init__(batch_size=batch_size, eval_batch_size=256, seed=seed)
         self.sizes = (train_size, val_size, test_size)
-        self.points, self.batch_size, self.seed = points, batch_size, seed
+        self.points = points
 
-    def setup(self, stage: str | None = None) -> None:
+    def build_datasets(self) -> dict[str, Dataset]:
         train, val, test = self.sizes
-        self.train_set = _PairDataset(*inertia_dataset(train, self.seed + 1, self.points))
-        self.val_set = _PairDataset(*inertia_dataset(val, self.seed + 2, self.points))
         positions, masses, inertia = inertia_dataset(test, self.seed, self.points, torch.float64)
         rotations = _haar_o3(test, torch.Generator().manual_seed(self.seed + 3), False)
         positions = positions @ rotations.transpose(-1, -2)
         inertia = rotations @ inertia @ rotations.transpose(-1, -2)
-        self.test_set = _PairDataset(positions.float(), masses.float(), inertia.float())
-
-    def train_dataloader(self) -> DataLoader:
-        return DataLoader(self.train_set, batch_size=self.batch_size, shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return DataLoader(self.val_set, batch_size=256)
-
-    def test_dataloader(self) -> list[DataLoader]:
-        return [DataLoader(self.test_set, batch_size=256)]
-
-    def test_loaders_by_name(self) -> dict[str, DataLoader]:
-        """The test sets as ``{name: loader}`` (after :meth:`setup`)."""
-        return dict(zip(self.test_set_names, self.test_dataloader()))
+        return {
+            "train": _PairDataset(*inertia_dataset(train, self.seed + 1, self.points)),
+            "val": _PairDataset(*inertia_dataset(val, self.seed + 2, self.points)),
+            "test_o3": _PairDataset(positions.float(), masses.float(), inertia.float()),
+        }

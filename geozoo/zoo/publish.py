@@ -42,7 +42,7 @@ def _plain(value: Any) -> Any:
 
 
 def _describe_data(datamodule: Any) -> str:
-    sizes = {name: len(dataset) for name, dataset in datamodule._datasets.items()}
+    sizes = {name: len(dataset) for name, dataset in datamodule.datasets.items()}
     test = sizes[f"test_{datamodule.test_set_names[0]}"]
     return (
         f"{type(datamodule).__name__}, source {datamodule.source_used}: {sizes['train']} train / "

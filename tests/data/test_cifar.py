@@ -137,9 +137,9 @@ def test_datamodule_splits_and_loaders(tmp_path):
     _write_records(tmp_path / "data")
     dm = CIFAR10DataModule(str(tmp_path / "data"), source="dir", val_size=20, batch_size=16)
     dm.setup()
-    assert len(dm._datasets["train"]) == 80 and len(dm._datasets["val"]) == 20
-    assert len(dm._datasets["test"]) == PER_FILE
-    assert torch.bincount(dm._datasets["val"].tensors[1], minlength=10).tolist() == [2] * 10
+    assert len(dm.datasets["train"]) == 80 and len(dm.datasets["val"]) == 20
+    assert len(dm.datasets["test_clean"]) == PER_FILE
+    assert torch.bincount(dm.datasets["val"].tensors[1], minlength=10).tolist() == [2] * 10
     x, y = next(iter(dm.train_dataloader()))
     assert x.shape == (16, 3, 32, 32) and x.dtype == torch.float32
     assert 0.0 <= x.min() and x.max() <= 1.0 and y.dtype == torch.int64

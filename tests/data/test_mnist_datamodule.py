@@ -19,7 +19,7 @@ def datamodule():
 
 
 def test_offline_splits_are_disjoint_and_stratified(datamodule):
-    sets = datamodule._datasets
+    sets = datamodule.datasets
     assert [len(sets[k]) for k in ("train", "val", "test_clean")] == [3600, 400, 1000]
     train, val, test = (_hashes(sets[k], 40) for k in ("train", "val", "test_clean"))
     assert not train & test and not val & test and not train & val
@@ -28,15 +28,15 @@ def test_offline_splits_are_disjoint_and_stratified(datamodule):
 
 def test_images_are_floats_in_the_affnist_frame(datamodule):
     for name in ("train", "test_clean", "test_affnist", "test_rotated"):
-        images = datamodule._datasets[name].tensors[0]
+        images = datamodule.datasets[name].tensors[0]
         assert images.shape[1:] == (1, 40, 40) and images.dtype == torch.float32
         assert images.min() >= 0 and images.max() <= 1
     assert datamodule.image_size == (1, 40, 40)
 
 
 def test_test_sets_share_labels_and_differ_in_pose(datamodule):
-    clean = datamodule._datasets["test_clean"]
-    affine = datamodule._datasets["test_affnist"]
+    clean = datamodule.datasets["test_clean"]
+    affine = datamodule.datasets["test_affnist"]
     assert torch.equal(clean.tensors[1], affine.tensors[1])
     assert not torch.equal(clean.tensors[0], affine.tensors[0])
     assert list(datamodule.test_loaders_by_name()) == ["clean", "affnist", "rotated"]
@@ -45,7 +45,7 @@ def test_test_sets_share_labels_and_differ_in_pose(datamodule):
 def test_28x28_frame_and_limit_train():
     dm = MNISTDataModule(source="offline", pad_to=None, test_sets=["clean"], limit_train=100)
     dm.setup()
-    assert dm._datasets["train"].tensors[0].shape == (100, 1, 28, 28)
+    assert dm.datasets["train"].tensors[0].shape == (100, 1, 28, 28)
 
 
 @pytest.mark.parametrize(
