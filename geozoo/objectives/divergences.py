@@ -330,6 +330,22 @@ def renyi(
     return _reduce(_log_power_sum(lp, lq, alpha) / (alpha - 1.0), reduction)
 
 
+def _chi2(
+    p_logits: Tensor,
+    q_logits: Tensor,
+    power: float,
+    temperature: float,
+    reduction: Reduction,
+    log_cap: float | Literal["auto"] | None,
+) -> Tensor:
+    """``sum_c p_c^power q_c^(1 - power) - 1``, soft-capped: Pearson (power 2), Neyman (-1)."""
+    lp, lq = _log_probs(p_logits, q_logits, temperature)
+    return _reduce(
+        _soft_capped_expm1(_log_power_sum(lp, lq, power), _cap(log_cap, p_logits, q_logits)),
+        reduction,
+    )
+
+
 def pearson_chi2(
     p_logits: Tensor,
     q_logits: Tensor,
@@ -341,11 +357,7 @@ def pearson_chi2(
 
     Unbounded when ``q`` has small entries; see ``log_cap`` in :func:`alpha_divergence`.
     """
-    lp, lq = _log_probs(p_logits, q_logits, temperature)
-    return _reduce(
-        _soft_capped_expm1(_log_power_sum(lp, lq, 2.0), _cap(log_cap, p_logits, q_logits)),
-        reduction,
-    )
+    return _chi2(p_logits, q_logits, 2.0, temperature, reduction, log_cap)
 
 
 def neyman_chi2(
@@ -359,11 +371,7 @@ def neyman_chi2(
 
     Unbounded when ``p`` has small entries; see ``log_cap`` in :func:`alpha_divergence`.
     """
-    lp, lq = _log_probs(p_logits, q_logits, temperature)
-    return _reduce(
-        _soft_capped_expm1(_log_power_sum(lp, lq, -1.0), _cap(log_cap, p_logits, q_logits)),
-        reduction,
-    )
+    return _chi2(p_logits, q_logits, -1.0, temperature, reduction, log_cap)
 
 
 # --------------------------------------------------------------------------------------------
