@@ -71,6 +71,22 @@ def test_sampler_grid(group, positives):
     assert bool(sampler.group.contains(c, atol=1e-9).all())
 
 
+def test_sampler_rotation_range():
+    sampler = AffineSampler("gl2", rotations=5, max_angle=25).eval()
+    angles = torch.rad2deg(torch.atan2(sampler()[:, 1, 0], sampler()[:, 0, 0]))
+    torch.testing.assert_close(angles, torch.tensor([-20.0, -10.0, 0.0, 10.0, 20.0], dtype=DT))
+    sampler.train()
+    for _ in range(20):
+        rot = sampler()  # R(theta) P with P symmetric positive-definite: R = polar factor
+        u, _, vh = torch.linalg.svd(rot)
+        polar = u @ vh
+        theta = torch.rad2deg(torch.atan2(polar[:, 1, 0], polar[:, 0, 0]))
+        assert bool((theta.abs() <= 25 + 1e-9).all())
+        assert bool((theta.diff() - 10).abs().max() < 1e-9)
+    with pytest.raises(ValueError, match=r"max_angle must be in \(0, 180\]"):
+        AffineSampler("gl2", max_angle=0)
+
+
 def _smooth_images(n: int, size: int, seed: int, border: int = 0) -> torch.Tensor:
     gen = torch.Generator().manual_seed(seed)
     x = torch.rand(n, 1, size, size, generator=gen, dtype=DT)
@@ -162,6 +178,14 @@ def test_group_pool_and_spatial_pool():
     torch.testing.assert_close(pooled[1, 5, 2], F.max_pool2d(x[1, 5, 2][None, None], 2)[0, 0])
     with pytest.raises(ValueError, match="max' or 'mean"):
         GroupPool("sum")
+
+
+def test_inference_max_pool_matches_autograd_path():
+    x = torch.randn(2, 3, 4, 8, 6)
+    with torch.no_grad():
+        fast = group_max_pool2d(x, 2)  # strided-phase maximum
+    reference = group_max_pool2d(x.requires_grad_(), 2)  # max_pool2d
+    assert torch.equal(fast, reference.detach())
 
 
 def test_shape_errors_name_expected_shape():
@@ -289,6 +313,19 @@ def test_group_batch_norm_statistics():
     torch.testing.assert_close(
         norm(vec), (vec - norm.running_mean) / torch.sqrt(norm.running_var + norm.eps)
     )
+
+
+def test_uncentred_group_norm_keeps_zero_background():
+    norm = GroupLayerNorm(3, center=False)
+    assert norm.bias is None
+    x = torch.zeros(2, 4, 3, 6, 6, dtype=DT)
+    x[:, :, :, 2:4, 2:4] = torch.randn(2, 4, 3, 2, 2, dtype=DT)
+    out = norm.to(DT)(x)
+    assert bool((out[..., :2, :] == 0).all())
+    rms = x.square().mean(dim=(1, 3, 4), keepdim=True).add(norm.eps).sqrt()
+    torch.testing.assert_close(out, x / rms)
+    shifted = torch.roll(x, (2, 1), (-2, -1))  # content stays inside: same statistics
+    torch.testing.assert_close(norm(shifted), torch.roll(out, (2, 1), (-2, -1)))
 
 
 def test_group_layer_norm_is_per_image():
