@@ -44,7 +44,7 @@ class AffConvNet(nn.Module):
     frame's edge and the stride of the spatial pooling, and the global max does not depend on
     where in the frame a digit lies. (With a shifted background, a bias or centred norms, the
     padding marks the frame's edge and a network trained on centred digits learns absolute
-    position: the first version of this model lost 16 points for a 2-pixel shift.)
+    position; see docs/affine.md.)
 
     Args:
         group: ``"gl2"``, ``"sl2"``, ``"so2"``, ``"rs2"`` or a :class:`~geozoo.groups.PolarGroup`.
