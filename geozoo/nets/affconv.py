@@ -2,10 +2,11 @@
 Mironenco & Forre, "Lie Group Decompositions for Equivariant Neural Networks", ICLR 2024, Sec. 5.
 
 The network lifts the image to ``R^2 x| H`` (H = GL+(2), SL(2), SO(2) or rotation-scaling),
-applies separable group convolutions and pools over the group and the plane, so its logits are
-invariant to the group up to the quadrature error. It is a smaller and much faster relative of
-the paper's GResNet: RBF kernels instead of SIRENs, separable instead of dense group
-convolutions, fewer channels and samples, kernels cached in evaluation.
+applies separable group convolutions and pools over the group and the plane. With samples over
+the whole circle its logits are invariant to the group up to the quadrature error; with
+``max_angle`` only across the sampled rotation range (partial equivariance). It is a smaller
+and much faster relative of the paper's GResNet: RBF kernels instead of SIRENs, separable
+instead of dense group convolutions, fewer channels and samples, kernels cached in evaluation.
 """
 
 from __future__ import annotations
@@ -41,10 +42,11 @@ class AffConvNet(nn.Module):
     normalisations divide by a root mean square without centring
     (:class:`~geozoo.nn.GroupLayerNorm` with ``center=False``). Zero padding is then exactly what
     an infinite empty canvas would show, so the trunk is translation-equivariant up to the
-    frame's edge and the stride of the spatial pooling, and the global max does not depend on
-    where in the frame a digit lies. (With a shifted background, a bias or centred norms, the
-    padding marks the frame's edge and a network trained on centred digits learns absolute
-    position; see docs/affine.md.)
+    frame's edge and the stride of the spatial pooling: moving the content by a multiple of 4
+    pixels leaves the logits unchanged as long as the content and its receptive field (about
+    26 pixels across) stay inside the frame, and approximately so elsewhere. (With a shifted
+    background, a bias or centred norms, the padding marks the frame's edge and a network
+    trained on centred digits learns absolute position; see docs/affine.md.)
 
     Args:
         group: ``"gl2"``, ``"sl2"``, ``"so2"``, ``"rs2"`` or a :class:`~geozoo.groups.PolarGroup`.
@@ -68,15 +70,15 @@ class AffConvNet(nn.Module):
         group: str = "gl2",
         in_channels: int = 1,
         num_classes: int = 10,
-        channels: Sequence[int] = (12, 24, 32, 32),
+        channels: Sequence[int] = (16, 32, 64, 64),
         kernel_sizes: Sequence[int] = (5, 3, 3, 3),
         pool_after: Sequence[bool] = (True, True, False, False),
-        rotations: int = 8,
+        rotations: int = 5,
         positives: int = 1,
         pd_scale: float = 0.25,
         lift_radius: float = 2.0,
         conv_radius: float = 1.0,
-        max_angle: float | None = None,
+        max_angle: float | None = 25.0,
         heads: int = 1,
         hidden: int = 64,
         dropout: float = 0.2,
@@ -165,13 +167,8 @@ class AffConvNet(nn.Module):
         return logits
 
 
-# the architecture of the published entries (configs/affconv_*_mnist.yaml)
-_ZOO_ARCHITECTURE = {"channels": (16, 32, 64, 64), "rotations": 5, "max_angle": 25.0}
-
-
 def _builder(group: str, kwargs: dict) -> AffConvNet:
-    defaults = {"group": group, "in_channels": 1, "num_classes": 10, **_ZOO_ARCHITECTURE}
-    return AffConvNet(**{**defaults, **kwargs})
+    return AffConvNet(**{"group": group, "in_channels": 1, "num_classes": 10, **kwargs})
 
 
 @register_model

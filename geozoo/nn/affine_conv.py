@@ -150,7 +150,7 @@ class AffineSampler(nn.Module):
         steps = torch.arange(self.rotations, dtype=torch.float64)
         if self.max_angle is not None:
             half = math.radians(self.max_angle)
-            angles = -half + (steps + u) * 2 * half / self.rotations
+            angles = (steps + u - self.rotations / 2) * (2 * half / self.rotations)
             return _rotation_matrices(angles)
         quarter = self.rotations // 4 if self.rotations % 4 == 0 else self.rotations
         rots = [_rotation_matrices(2 * math.pi * (steps[:quarter] + u) / self.rotations)]
@@ -316,8 +316,9 @@ class AffineGroupConv2d(_CachedKernel):
     ``conv2d`` with ``G`` groups: ``G heads C_in C_out k^2`` multiply-adds per pixel instead of
     the ``G^2 C_in C_out k^2`` of the paper's dense kernel.
 
-    ``padding_mode="replicate"`` continues a constant background instead of padding with zeros,
-    so that no artificial edge at the image border tells the network where it is.
+    ``padding_mode="replicate"`` or ``"reflect"`` pads with the border's values instead of zeros.
+    For a trunk that keeps the background at zero (bias-free layers, uncentred norms), zero
+    padding is exact and better: see :class:`geozoo.nets.AffConvNet`.
 
     Input ``(N, G, C_in, H, W)``, samples ``(G, 2, 2)``; output ``(N, G, C_out, H', W')``.
     """

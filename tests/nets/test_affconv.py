@@ -31,8 +31,8 @@ def test_full_circle_variant_invariant_to_quarter_turns(name):
 @pytest.mark.parametrize("shift", [(4, 0), (-4, 4), (0, -4)])
 def test_logits_invariant_to_shifts(name, shift):
     """Zero background, bias-free layers and zero padding: content moved by a multiple of the
-    pooling stride (4) gives the same logits as long as its receptive field (12 px) stays
-    inside the frame; where it does not, the frame crops features and invariance is
+    pooling stride (4) gives the same logits as long as it and its receptive field (about 26
+    px) stay inside the frame; where they do not, the frame crops features and invariance is
     approximate (measured on the affNIST-style test set instead)."""
     torch.manual_seed(0)
     model = create_model(name).double().eval()

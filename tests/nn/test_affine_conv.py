@@ -326,6 +326,9 @@ def test_uncentred_group_norm_keeps_zero_background():
     torch.testing.assert_close(out, x / rms)
     shifted = torch.roll(x, (2, 1), (-2, -1))  # content stays inside: same statistics
     torch.testing.assert_close(norm(shifted), torch.roll(out, (2, 1), (-2, -1)))
+    joint = GroupLayerNorm(3, per_channel=False, center=False).to(DT)  # one RMS over (G, C, H, W)
+    rms_all = x.square().mean(dim=(1, 2, 3, 4), keepdim=True).add(joint.eps).sqrt()
+    torch.testing.assert_close(joint(x), x / rms_all)
 
 
 def test_group_layer_norm_is_per_image():

@@ -67,3 +67,15 @@ def test_plateau_scheduler_monitors_val_loss():
     )
     config = task.configure_optimizers()
     assert config["lr_scheduler"]["monitor"] == "val/loss"
+
+
+def test_one_cycle_is_stepped_every_batch_and_cosine_every_epoch():
+    from functools import partial
+
+    def interval(factory):
+        task = ClassificationTask(nn.Linear(4, 3), num_classes=3, lr_scheduler=factory)
+        return task.configure_optimizers()["lr_scheduler"]["interval"]
+
+    one_cycle = partial(torch.optim.lr_scheduler.OneCycleLR, max_lr=0.1, total_steps=10)
+    assert interval(one_cycle) == "step"
+    assert interval(partial(torch.optim.lr_scheduler.CosineAnnealingLR, T_max=3)) == "epoch"
