@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -22,7 +21,6 @@ from geozoo.nn.affine_conv import (
     AffineGroupConv2d,
     AffineLiftingConv2d,
     AffineSampler,
-    GroupBatchNorm,
     GroupLayerNorm,
     group_max_pool2d,
 )
@@ -119,11 +117,11 @@ class AffConvNet(nn.Module):
         self.pool_after = tuple(bool(p) for p in pool_after)
         # The global max over (group, plane) is large and nearly input-independent at
         # initialisation; a batch norm on it restores a usable signal and speeds up training a
-        # lot. It divides by a small variance, so its running statistics must match the
-        # evaluation features exactly: hence the per-image norms in the trunk (batch norms there
-        # differ between batch and running statistics, which this head amplifies).
+        # lot. Its running statistics average over the random training grids and serve the
+        # fixed evaluation grid; the trunk is normalised per image, so no other layer has
+        # statistics that could differ between the two.
         self.head = nn.Sequential(
-            GroupBatchNorm(channels[-1]),
+            nn.BatchNorm1d(channels[-1]),
             nn.Linear(channels[-1], hidden),
             nn.ReLU(inplace=True),
             nn.Dropout(dropout),
@@ -143,28 +141,9 @@ class AffConvNet(nn.Module):
             h = F.relu(self.norms[index](h))
         return h.amax(dim=(1, 3, 4))
 
-    def _set_update_stats(self, flag: bool) -> None:
-        for module in self.modules():
-            if isinstance(module, GroupBatchNorm):
-                module.update_stats = flag
-
     def forward(self, x: Tensor) -> Tensor:
         check_images(x, self.in_channels, self.input_size)
-        if not self.training:
-            return self.head(self.features(x))
-        # training: the trunk is normalised per image (GroupLayerNorm), so only the head's batch
-        # norm depends on the batch. It normalises with the batch statistics of the fresh random
-        # sample set; its running statistics are estimated on the fixed evaluation grid in a
-        # no-grad pass, so evaluation sees the statistics of the samples it uses
-        # (see GroupBatchNorm).
-        self._set_update_stats(False)
-        try:
-            logits = self.head(self.features(x))
-        finally:
-            self._set_update_stats(True)
-        with torch.no_grad():
-            self.head[0](self.features(x, self.sampler.eval_samples().to(x.device)))
-        return logits
+        return self.head(self.features(x))
 
 
 def _builder(group: str, kwargs: dict) -> AffConvNet:

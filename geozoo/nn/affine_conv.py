@@ -469,11 +469,10 @@ class GroupBatchNorm(nn.BatchNorm2d):
     with the group action.
 
     All images of a training batch share one random sample set, so the batch statistics absorb
-    that set's effect, while evaluation runs on the fixed grid. Running statistics must
-    therefore be estimated on the evaluation grid: with ``update_stats = False`` a training-mode
-    call normalises with batch statistics but leaves the running estimates alone, and a separate
-    no-grad pass on the evaluation grid with ``update_stats = True`` updates them
-    (:meth:`geozoo.nets.AffConvNet.forward` does this).
+    that set's effect, while evaluation runs on the fixed grid. To estimate the running
+    statistics on the evaluation grid instead, set ``update_stats = False`` for the training
+    call (it normalises with batch statistics but leaves the running estimates alone) and run a
+    separate no-grad pass on the evaluation grid with ``update_stats = True``.
     """
 
     update_stats: bool = True
