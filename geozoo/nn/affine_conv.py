@@ -430,10 +430,11 @@ class GroupLayerNorm(nn.Module):
     LayerNorm3d of the paper's code). ``center=False`` divides by the root mean square instead
     of standardising and has no shift, so an all-zero background stays exactly zero: with
     bias-free convolutions and zero padding the whole trunk then sees the image as if it lay on
-    an infinite empty canvas, and the features of a digit do not depend on where in the frame
-    it sits (see :class:`geozoo.nets.AffConvNet`). Unlike batch normalisation neither form
-    depends on the other images of the batch, which matters here: all images of a batch share
-    one random sample set in training, so batch statistics would absorb the sample set's effect.
+    an infinite empty canvas, so shifting a digit shifts its features, up to the frame's edge
+    and the pooling stride (see :class:`geozoo.nets.AffConvNet`). Unlike batch normalisation
+    neither form depends on the other images of the batch, which matters here: all images of a
+    batch share one random sample set in training, so batch statistics would absorb the sample
+    set's effect.
     """
 
     def __init__(
