@@ -9,6 +9,7 @@ from geozoo.nn.affine_conv import (
     GroupPool,
 )
 from geozoo.nn.attention import ReducedSelfAttention, ReducedTransformerBlock
+from geozoo.nn.canonicalize import MomentCanonicalization
 from geozoo.nn.checks import check_images
 from geozoo.nn.riemannian import MahalanobisDistance, OrthogonalLinear
 from geozoo.nn.steerable import FiberPool, SteerableConvBlock
@@ -22,6 +23,7 @@ __all__ = [
     "GroupLayerNorm",
     "GroupPool",
     "MahalanobisDistance",
+    "MomentCanonicalization",
     "OrthogonalLinear",
     "ReducedSelfAttention",
     "ReducedTransformerBlock",
