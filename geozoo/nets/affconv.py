@@ -1,12 +1,12 @@
 """Affine-group convolutional networks for digits in the affNIST frame (40 x 40), after
 Mironenco & Forre, "Lie Group Decompositions for Equivariant Neural Networks", ICLR 2024, Sec. 5.
 
-The network lifts the image to ``R^2 x| H`` (H = GL+(2), SL(2), SO(2) or rotation-scaling),
-applies separable group convolutions and pools over the group and the plane. With samples over
-the whole circle its logits are invariant to the group up to the quadrature error; with
-``max_angle`` only across the sampled rotation range (partial equivariance). It is a smaller
-and much faster relative of the paper's GResNet: RBF kernels instead of SIRENs, separable
-instead of dense group convolutions, fewer channels and samples, kernels cached in evaluation.
+The affine group ``R^2 x| H`` is handled factor by factor, following the polar decomposition
+``g = R P``: the translation and the positive factor ``P`` by a moment canonicalisation of the
+input (:class:`~geozoo.nn.MomentCanonicalization`), the rotation ``R`` by lifting to samples
+over a range of rotations, group convolutions and a max over the samples. It is a smaller and
+much faster relative of the paper's GResNet: RBF kernels instead of SIRENs, a point-mass group
+kernel instead of a dense one, fewer channels and samples, kernels cached in evaluation.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from geozoo.nn.affine_conv import (
     GroupLayerNorm,
     group_max_pool2d,
 )
+from geozoo.nn.canonicalize import MomentCanonicalization
 from geozoo.nn.checks import check_images
 from geozoo.zoo.registry import register_model
 
@@ -33,18 +34,29 @@ MNIST_STD = 0.3081
 
 
 class AffConvNet(nn.Module):
-    """Lift -> [group conv] x k with spatial max pooling -> max over (group, plane) -> MLP head.
+    """Canonicalise -> lift -> [group conv] x k with spatial max pooling -> max over (group,
+    plane) -> MLP head.
 
-    The trunk maps an all-zero image to all-zero features: pixels are scaled but not shifted
-    (the background stays 0), the convolutions have no bias and zero ``"same"`` padding, and the
-    normalisations divide by a root mean square without centring
-    (:class:`~geozoo.nn.GroupLayerNorm` with ``center=False``). Zero padding is then exactly what
-    an infinite empty canvas would show, so the trunk is translation-equivariant up to the
-    frame's edge and the stride of the spatial pooling: moving the content by a multiple of 4
-    pixels leaves the logits unchanged as long as the content and its receptive field (about
-    26 pixels across) stay inside the frame, and approximately so elsewhere. (With a shifted
-    background, a bias or centred norms, the padding marks the frame's edge and a network
-    trained on centred digits learns absolute position; see docs/affine.md.)
+    Each factor of the affine map gets its own mechanism:
+
+    * translation and positive factor: the input is resampled into its moment pose
+      (``canonicalize="group"``): centroid to the centre, second moments whitened (GL+(2)) or
+      made isotropic at the same area (SL(2)). An affine map of the input then leaves only a
+      rotation of the canonical image, about as large as the map's own rotation part. Integer
+      shifts that keep the digit inside the frame leave the logits unchanged up to rounding.
+    * rotation: ``rotations`` samples over ``[-max_angle, max_angle]`` and, by default, the
+      point-mass group kernel (``group_kernel="delta"``): a rotation of the input by one sample
+      step moves every sample's features to its neighbour's (exactly for quarter turns,
+      approximately for other angles, whose pixel grids differ), and the max over the samples
+      absorbs it: partial invariance over the covered range (a full circle would merge 6 and
+      9).
+    * the random positive factors drawn in training (``pd_scale``) deform the kernels a little
+      on every step; in evaluation the grid uses ``P = I``.
+
+    The trunk maps an all-zero image to all-zero features (no pixel shift, bias-free
+    convolutions with zero ``"same"`` padding, :class:`~geozoo.nn.GroupLayerNorm` with
+    ``center=False``), so without canonicalisation it is translation-equivariant up to the
+    frame's edge and the pooling stride (see docs/affine.md).
 
     Args:
         group: ``"gl2"``, ``"sl2"``, ``"so2"``, ``"rs2"`` or a :class:`~geozoo.groups.PolarGroup`.
@@ -55,12 +67,20 @@ class AffConvNet(nn.Module):
             positive factors (see :class:`~geozoo.nn.affine_conv.AffineSampler`).
         pd_scale: log-normal spread of the positive factors.
         lift_radius, conv_radius: radii of the RBF kernel bases (pixels).
-        heads: number of group kernels per group convolution.
+        heads: number of group kernels per group convolution (``group_kernel="mlp"`` only).
+        group_kernel: ``"delta"`` (default: each sample sees only its own features, exact for a
+            range of rotations) or ``"mlp"`` (a continuous kernel over the relative group
+            element); see :class:`~geozoo.nn.AffineGroupConv2d`.
         max_angle: half-width in degrees of the rotation range the samples cover (``None``: the
             whole circle); see :class:`~geozoo.nn.affine_conv.AffineSampler`.
         hidden: width of the head.
         dropout: dropout before the last linear layer.
         input_size: expected ``(H, W)``.
+        canonicalize: ``"group"`` (default) resamples every input into its moment pose for the
+            group's positive factor before the lifting layer (centroid to the centre; second
+            moments whitened for GL+(2), made isotropic at the same area for SL(2), nothing
+            more for SO(2)); ``"translation"`` moves the centroid only; ``None`` does nothing.
+            See :class:`~geozoo.nn.MomentCanonicalization`.
     """
 
     def __init__(
@@ -82,6 +102,8 @@ class AffConvNet(nn.Module):
         dropout: float = 0.2,
         input_size: Sequence[int] = (40, 40),
         std: float = MNIST_STD,
+        canonicalize: str | None = "group",
+        group_kernel: str = "delta",
     ) -> None:
         super().__init__()
         if not (len(channels) == len(kernel_sizes) == len(pool_after)) or len(channels) < 1:
@@ -93,6 +115,13 @@ class AffConvNet(nn.Module):
         self.std = std
         self.sampler = AffineSampler(group, rotations, positives, pd_scale, max_angle=max_angle)
         group_value = self.sampler.group
+        poses = {None: None, "translation": "none", "group": group_value.positive}
+        if canonicalize not in poses:
+            raise ValueError(
+                f"canonicalize must be 'group', 'translation' or None, got {canonicalize!r}"
+            )
+        pose = poses[canonicalize]
+        self.canonicalize = None if pose is None else MomentCanonicalization(pose)
         self.lift = AffineLiftingConv2d(
             in_channels,
             channels[0],
@@ -110,6 +139,7 @@ class AffConvNet(nn.Module):
                 basis_radius=conv_radius,
                 heads=heads,
                 bias=False,
+                group_kernel=group_kernel,
             )
             for c_in, c_out, k in zip(channels[:-1], channels[1:], kernel_sizes[1:])
         )
@@ -132,6 +162,8 @@ class AffConvNet(nn.Module):
         """Invariant features ``(N, channels[-1])`` (samples from :attr:`sampler` by default)."""
         if samples is None:
             samples = self.sampler(x.device)
+        if self.canonicalize is not None:
+            x = self.canonicalize(x)
         h = self.lift(x / self.std, samples)
         for index in range(len(self.norms)):
             if index > 0:

@@ -316,6 +316,16 @@ class AffineGroupConv2d(_CachedKernel):
     ``conv2d`` with ``G`` groups: ``G heads C_in C_out k^2`` multiply-adds per pixel instead of
     the ``G^2 C_in C_out k^2`` of the paper's dense kernel.
 
+    ``group_kernel="delta"`` replaces ``k_H`` by the point mass at the identity,
+    ``u(x, h_i) = f(x, h_i)``: each sample only sees its own features, through the spatial kernel
+    deformed by ``h_i``, and there is no group MLP. A stack of such layers is a weight-tied CNN
+    run once per sample, approximately on the input warped by ``h_i^{-1}``, and a max over the
+    samples is then transformation-invariant pooling (Laptev et al., "TI-pooling", CVPR 2016).
+    It is the choice for samples over a range of rotations (``AffineSampler(max_angle=...)``):
+    a rotation that shifts the range moves every sample's features to its neighbour's exactly,
+    while an MLP kernel mixes each sample with samples that fall outside the range, so every
+    layer adds boundary effects. It is also cheaper (no group-axis product).
+
     ``padding_mode="replicate"`` or ``"reflect"`` pads with the border's values instead of zeros.
     For a trunk that keeps the background at zero (bias-free layers, uncentred norms), zero
     padding is exact and better: see :class:`geozoo.nets.AffConvNet`.
@@ -336,12 +346,18 @@ class AffineGroupConv2d(_CachedKernel):
         hidden: int = 16,
         bias: bool = True,
         padding_mode: str = "zeros",
+        group_kernel: str = "mlp",
     ) -> None:
         super().__init__()
         if padding_mode not in ("zeros", "replicate", "reflect"):
             raise ValueError(
                 f"padding_mode must be 'zeros', 'replicate' or 'reflect', got {padding_mode!r}"
             )
+        if group_kernel not in ("mlp", "delta"):
+            raise ValueError(f"group_kernel must be 'mlp' or 'delta', got {group_kernel!r}")
+        if group_kernel == "delta" and heads != 1:
+            raise ValueError(f"group_kernel='delta' has a single head, got heads={heads}")
+        self.group_kernel = group_kernel
         self.padding_mode = padding_mode
         self.group = make_group(group)
         self.in_channels, self.out_channels, self.heads = in_channels, out_channels, int(heads)
@@ -352,8 +368,10 @@ class AffineGroupConv2d(_CachedKernel):
         self.weight = nn.Parameter(torch.randn(out_channels, fan_in, self.basis.size) * scale)
         self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
         features = 2 + self.group.positive_dim
-        self.group_mlp = nn.Sequential(
-            nn.Linear(features, hidden), nn.SiLU(), nn.Linear(hidden, self.heads)
+        self.group_mlp = (
+            nn.Sequential(nn.Linear(features, hidden), nn.SiLU(), nn.Linear(hidden, self.heads))
+            if group_kernel == "mlp"
+            else None
         )
 
     def relative_features(self, samples: Tensor) -> Tensor:
@@ -366,11 +384,13 @@ class AffineGroupConv2d(_CachedKernel):
             feats = torch.cat([torch.cos(angle), torch.sin(angle), coords[..., 1:]], -1)
         return feats.to(samples.dtype)
 
-    def _make_kernel(self, samples: Tensor) -> tuple[Tensor, Tensor]:
+    def _make_kernel(self, samples: Tensor) -> tuple[Tensor | None, Tensor]:
         g = samples.shape[0]
-        mixing = self.group_mlp(self.relative_features(samples)) / g  # (G_out, G_in, heads)
-        # rows ordered (sample, head) so that the product is already (N, G, heads * C, ...)
-        mixing = mixing.permute(0, 2, 1).reshape(g * self.heads, g)
+        mixing = None
+        if self.group_mlp is not None:
+            mixing = self.group_mlp(self.relative_features(samples)) / g  # (G_out, G_in, heads)
+            # rows ordered (sample, head) so that the product is already (N, G, heads * C, ...)
+            mixing = mixing.permute(0, 2, 1).reshape(g * self.heads, g)
         basis = self.basis(samples, volume=self.group.positive == "full")
         spatial = torch.einsum("ocb,gbyx->gocyx", self.weight, basis)
         k = self.basis.kernel_size
@@ -381,9 +401,9 @@ class AffineGroupConv2d(_CachedKernel):
         _check_features(x, self.in_channels, g)
         mixing, spatial = self.kernel(samples, x.dtype)
         n, _, c, h, w = x.shape
-        u = torch.matmul(mixing, x.reshape(n, g, c * h * w))  # (N, G * heads, C HW)
+        u = x if mixing is None else torch.matmul(mixing, x.reshape(n, g, c * h * w))
         bias = None if self.bias is None else self.bias.repeat(g)
-        u = u.view(n, g * self.heads * c, h, w)
+        u = u.reshape(n, g * self.heads * c, h, w)
         if self.padding_mode != "zeros" and self.padding:
             p = self.padding
             u = F.pad(u, (p, p, p, p), mode=self.padding_mode)

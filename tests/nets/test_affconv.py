@@ -28,14 +28,26 @@ def test_full_circle_variant_invariant_to_quarter_turns(name):
 
 
 @pytest.mark.parametrize("name", NAMES)
-@pytest.mark.parametrize("shift", [(4, 0), (-4, 4), (0, -4)])
-def test_logits_invariant_to_shifts(name, shift):
-    """Zero background, bias-free layers and zero padding: content moved by a multiple of the
-    pooling stride (4) gives the same logits as long as it and its receptive field (about 26
-    px) stay inside the frame; where they do not, the frame crops features and invariance is
-    approximate (measured on the affNIST-style test set instead)."""
+@pytest.mark.parametrize("shift", [(9, 0), (-7, 10), (3, -10)])
+def test_logits_invariant_to_shifts_of_a_digit_sized_blob(name, shift):
+    """The moment canonicalisation moves the centroid to the centre: any integer shift that
+    keeps the content inside the frame gives the same logits, up to rounding."""
     torch.manual_seed(0)
     model = create_model(name).double().eval()
+    x = torch.zeros(3, 1, 40, 40, dtype=torch.float64)
+    x[:, :, 10:30, 10:30] = torch.rand(3, 1, 20, 20, dtype=torch.float64)
+    moved = torch.roll(x, shift, (-2, -1))
+    with torch.no_grad():
+        torch.testing.assert_close(model(moved), model(x), rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize("shift", [(4, 0), (-4, 4), (0, -4)])
+def test_trunk_alone_invariant_to_stride_shifts(shift):
+    """Without canonicalisation: zero background, bias-free layers and zero padding make
+    content moved by a multiple of the pooling stride (4) give the same logits as long as it
+    and its receptive field (about 26 px) stay inside the frame."""
+    torch.manual_seed(0)
+    model = create_model("affconv_gl2_mnist", canonicalize=None).double().eval()
     x = torch.zeros(3, 1, 40, 40, dtype=torch.float64)
     x[:, :, 16:22, 16:22] = torch.rand(3, 1, 6, 6, dtype=torch.float64)
     moved = torch.roll(x, shift, (-2, -1))
@@ -75,6 +87,8 @@ def test_bad_input_gives_clear_error():
     model = create_model("affconv_sl2_mnist")
     with pytest.raises(ValueError, match=r"\(N, 1, 40, 40\)"):
         model(torch.zeros(2, 1, 28, 28))
+    with pytest.raises(ValueError, match="canonicalize must be"):
+        create_model("affconv_sl2_mnist", canonicalize="affine")
 
 
 @pytest.mark.parametrize("name", [*NAMES, "cnn_affaug_mnist"])

@@ -136,6 +136,29 @@ def test_group_conv_quarter_turn_equivariance(group, positives, padding_mode):
             torch.testing.assert_close(layer(f_rot, samples), expected, rtol=0, atol=1e-12)
 
 
+@pytest.mark.parametrize("group", ["gl2", "so2"])
+def test_delta_kernel_exact_on_a_rotation_range_but_mlp_kernel_not(group):
+    """Samples at -90, 0, 90 degrees (a range, not the circle): a quarter turn of the input
+    moves the features at -90 to 0 and at 0 to 90. With the delta group kernel every layer
+    keeps that exactly; the MLP kernel mixes in the sample that left the range."""
+    torch.manual_seed(4)
+    sampler = AffineSampler(group, rotations=3, max_angle=135.0).eval()
+    samples = sampler()
+    lift = AffineLiftingConv2d(1, 3, kernel_size=5, padding=2).to(DT).eval()
+    x = _smooth_images(2, 16, 5)
+    for kernel, exact in (("delta", True), ("mlp", False)):
+        conv = AffineGroupConv2d(3, 4, sampler.group, group_kernel=kernel).to(DT).eval()
+        with torch.no_grad():
+            out = conv(F.relu(lift(x, samples)), samples)
+            turned = conv(F.relu(lift(_rot_image(x, 1), samples)), samples)
+        error = float((turned[:, 1:] - _rot_image(out[:, :2], 1)).abs().max())
+        assert (error < 1e-12) if exact else (error > 1e-3), (kernel, error)
+    with pytest.raises(ValueError, match="single head"):
+        AffineGroupConv2d(3, 4, group, heads=2, group_kernel="delta")
+    with pytest.raises(ValueError, match="group_kernel must be"):
+        AffineGroupConv2d(3, 4, group, group_kernel="full")
+
+
 def test_group_conv_fails_for_a_wrong_permutation():
     """The exact check above can fail: a layer whose group kernel ignores the relative element
     structure (here: samples shuffled between the two calls) is caught."""
