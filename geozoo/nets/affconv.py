@@ -78,8 +78,9 @@ class AffConvNet(nn.Module):
         input_size: expected ``(H, W)``.
         canonicalize: ``"group"`` (default) resamples every input into its moment pose for the
             group's positive factor before the lifting layer (centroid to the centre; second
-            moments whitened for GL+(2), made isotropic at the same area for SL(2), nothing
-            more for SO(2)); ``"translation"`` moves the centroid only; ``None`` does nothing.
+            moments whitened for GL+(2), made isotropic at the same area for SL(2), scaled to a
+            fixed spread for rotation-scaling, nothing more for SO(2)); ``"translation"`` moves
+            the centroid only; ``None`` does nothing. Inputs must have a zero background.
             See :class:`~geozoo.nn.MomentCanonicalization`.
     """
 

@@ -322,13 +322,26 @@ class AffineGroupConv2d(_CachedKernel):
     run once per sample, approximately on the input warped by ``h_i^{-1}``, and a max over the
     samples is then transformation-invariant pooling (Laptev et al., "TI-pooling", CVPR 2016).
     It is the choice for samples over a range of rotations (``AffineSampler(max_angle=...)``):
-    a rotation that shifts the range moves every sample's features to its neighbour's exactly,
-    while an MLP kernel mixes each sample with samples that fall outside the range, so every
-    layer adds boundary effects. It is also cheaper (no group-axis product).
+    a rotation by one sample step moves every sample's features to its neighbour's (exactly
+    when the step maps the pixel grid onto itself, i.e. quarter turns, approximately
+    otherwise), while an MLP kernel mixes each sample with samples that fall outside the range,
+    so every layer adds boundary effects. It is also cheaper (no group-axis product).
 
     ``padding_mode="replicate"`` or ``"reflect"`` pads with the border's values instead of zeros.
     For a trunk that keeps the background at zero (bias-free layers, uncentred norms), zero
     padding is exact and better: see :class:`geozoo.nets.AffConvNet`.
+
+    Args:
+        in_channels, out_channels: channels per group sample.
+        group: the group (name or :class:`~geozoo.groups.PolarGroup`) of the samples.
+        kernel_size, basis_radius, basis_width: the spatial RBF kernel (odd size, pixels).
+        padding: spatial padding (default ``kernel_size // 2``, "same").
+        heads: group kernels per input channel (``group_kernel="mlp"`` only; 1 for
+            ``"delta"``).
+        hidden: width of the group-kernel MLP (unused with ``"delta"``).
+        bias: add a per-channel bias.
+        padding_mode: ``"zeros"``, ``"replicate"`` or ``"reflect"``.
+        group_kernel: ``"mlp"`` (default, the continuous kernel above) or ``"delta"``.
 
     Input ``(N, G, C_in, H, W)``, samples ``(G, 2, 2)``; output ``(N, G, C_out, H', W')``.
     """

@@ -35,6 +35,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from geozoo.groups import PolarGroup
+
 __all__ = ["MomentCanonicalization", "image_moments", "moment_frames"]
 
 _POSITIVE = ("none", "scalar", "unit", "full")
@@ -42,8 +44,9 @@ _POSITIVE = ("none", "scalar", "unit", "full")
 
 def image_moments(images: Tensor) -> tuple[Tensor, Tensor]:
     """Intensity centroids ``(N, 2)`` and second central moments ``(N, 2, 2)`` in pixel
-    coordinates ``(x, y)`` (x = column, y = row), float64, summed over channels. Negative
-    values are treated as zero; an all-zero image gets the frame's centre and zero moments."""
+    coordinates ``(x, y)`` (x = column, y = row), float64. The mass of a pixel is its channel
+    sum clamped at zero, so images are expected on a zero background (not mean-subtracted); an
+    all-zero image gets the frame's centre and zero moments."""
     if images.dim() != 4:
         raise ValueError(f"expected images of shape (N, C, H, W), got {tuple(images.shape)}")
     n, _, h, w = images.shape
@@ -74,7 +77,9 @@ def moment_frames(moments: Tensor, positive: str, radius: float = 5.0, eps: floa
     if positive == "none":
         return eye.expand(moments.shape).clone()
     values, vectors = torch.linalg.eigh(moments + eps * eye)
-    values = values.clamp_min(torch.finfo(moments.dtype).tiny)
+    # a relative floor keeps degenerate moments (a one-pixel line, eps = 0) finite
+    floor = (values.amax(-1, keepdim=True) * 1e-12).clamp_min(1e-30)
+    values = torch.maximum(values, floor)
     root_det = values.prod(-1).sqrt()[..., None, None]  # (det S)^{1/2}
     if positive == "scalar":
         return root_det.sqrt() / radius * eye
@@ -88,32 +93,46 @@ class MomentCanonicalization(nn.Module):
 
     Args:
         positive: the positive factor to undo: ``"none"``, ``"scalar"``, ``"unit"`` or
-            ``"full"`` (the ``positive`` of a :class:`~geozoo.groups.PolarGroup`).
+            ``"full"``, or a :class:`~geozoo.groups.PolarGroup` (its ``positive``: GL+(2) ->
+            ``"full"``, SL(2) -> ``"unit"``, rotation-scaling -> ``"scalar"``, SO(2) ->
+            ``"none"``).
         radius: target spread in pixels for ``"scalar"`` and ``"full"``.
         eps: regularisation of the second moments in pixels^2.
 
-    Input and output ``(N, C, H, W)``; bilinear resampling with zero padding, so content moved
-    outside the frame is lost. The pose is computed without gradient; the resampling passes
-    gradients to the image.
+    Input and output ``(N, C, H, W)`` on a zero background; bilinear resampling with zero
+    padding, so content moved outside the frame is lost. The pose is computed without
+    gradient; the resampling passes gradients to the image. :meth:`pose` returns the pose
+    ``(c, M)`` itself, for uses that need the group element rather than the canonical image.
     """
 
-    def __init__(self, positive: str = "full", radius: float = 5.0, eps: float = 0.5) -> None:
+    def __init__(
+        self, positive: str | PolarGroup = "full", radius: float = 5.0, eps: float = 0.5
+    ) -> None:
         super().__init__()
+        if isinstance(positive, PolarGroup):
+            positive = positive.positive
         if positive not in _POSITIVE:
             raise ValueError(f"positive must be one of {_POSITIVE}, got {positive!r}")
-        if radius <= 0 or eps < 0:
-            raise ValueError(f"need radius > 0 and eps >= 0, got {radius} and {eps}")
+        if radius <= 0:
+            raise ValueError(f"radius must be > 0 pixels, got {radius}")
+        if eps < 0:
+            raise ValueError(f"eps must be >= 0 pixels^2, got {eps}")
         self.positive, self.radius, self.eps = positive, float(radius), float(eps)
 
     def extra_repr(self) -> str:
         return f"positive={self.positive!r}, radius={self.radius:g}, eps={self.eps:g}"
 
+    def pose(self, images: Tensor) -> tuple[Tensor, Tensor]:
+        """Centroids ``c`` ``(N, 2)`` and frames ``M`` ``(N, 2, 2)`` in float64: the canonical
+        image at offset ``q`` from the frame's centre is the input at ``c + M q``."""
+        centre, moments = image_moments(images)
+        return centre, moment_frames(moments, self.positive, self.radius, self.eps)
+
     def sampling_grid(self, images: Tensor) -> Tensor:
         """The ``grid_sample`` grid ``(N, H, W, 2)`` that reads ``c + M q`` for every output
         pixel ``q`` (offsets from the frame's centre)."""
-        centre, moments = image_moments(images)
+        centre, frame = self.pose(images)
         h, w = images.shape[-2:]
-        frame = moment_frames(moments, self.positive, self.radius, self.eps)
         ys = torch.arange(h, dtype=torch.float64, device=images.device) - (h - 1) / 2
         xs = torch.arange(w, dtype=torch.float64, device=images.device) - (w - 1) / 2
         offsets = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), -1)  # (H, W, 2) as (x, y)

@@ -34,11 +34,11 @@ def test_image_moments_match_brute_force():
         total = sum(mass[i, j] for i in range(7) for j in range(9))
         cx = sum(mass[i, j] * j for i in range(7) for j in range(9)) / total
         cy = sum(mass[i, j] * i for i in range(7) for j in range(9)) / total
+        sxx = sum(mass[i, j] * (j - cx) ** 2 for i in range(7) for j in range(9)) / total
         sxy = sum(mass[i, j] * (j - cx) * (i - cy) for i in range(7) for j in range(9)) / total
         syy = sum(mass[i, j] * (i - cy) ** 2 for i in range(7) for j in range(9)) / total
         torch.testing.assert_close(c, torch.stack([cx, cy]))
-        torch.testing.assert_close(s[0, 1], sxy)
-        torch.testing.assert_close(s[1, 1], syy)
+        torch.testing.assert_close(s, torch.stack([sxx, sxy, sxy, syy]).view(2, 2))
 
 
 def test_empty_image_gets_the_centre_and_passes_through():
@@ -89,7 +89,7 @@ def test_integer_shifts_give_the_same_canonical_image():
     image = torch.zeros(1, 1, 48, 48)
     image[..., 14:30, 16:28] = torch.rand(16, 12, generator=torch.Generator().manual_seed(0))
     moved = torch.roll(image, shifts=(5, -4), dims=(2, 3))  # the content stays inside the frame
-    for positive in ("none", "unit", "full"):
+    for positive in ("none", "scalar", "unit", "full"):
         canon = MomentCanonicalization(positive)
         torch.testing.assert_close(canon(moved), canon(image), atol=1e-5, rtol=0)
 
@@ -117,12 +117,48 @@ def test_affine_moves_leave_only_a_rotation():
     error = (b - a_rotated).abs().max() / a.abs().max()
     baseline = (moved - original).abs().max() / original.abs().max()
     assert error < 0.05 and baseline > 0.5, (error, baseline)
+    # ... and what is left is a rotation, up to the discretisation of the moments
+    eye = torch.eye(2, dtype=torch.float64)
+    torch.testing.assert_close(q_t.mT @ q_t, eye, atol=0.02, rtol=0)
+    assert abs(float(torch.linalg.det(q_t)) - 1) < 0.02
+
+
+def test_unit_keeps_the_area_and_scalar_sets_the_spread():
+    matrix = torch.tensor([[1.3, 0.4], [-0.2, 0.8]], dtype=torch.float64)
+    image = _blobs(64, matrix)
+    _, s = image_moments(image)
+    for positive, expected_det in (("unit", float(torch.linalg.det(s[0]))), ("scalar", 6.0**4)):
+        out = MomentCanonicalization(positive, radius=6.0, eps=0.0)(image)
+        _, s_out = image_moments(out)
+        assert abs(float(torch.linalg.det(s_out[0])) / expected_det - 1) < 0.05, positive
+    _, s_unit = image_moments(MomentCanonicalization("unit", eps=0.0)(image))
+    assert abs(float(s_unit[0, 0, 1])) < 0.05 * float(s_unit[0, 0, 0])  # isotropic
+
+
+def test_degenerate_moments_stay_finite():
+    line = torch.zeros(2, 1, 32, 32)
+    line[0, 0, 8:24, 16] = 1.0  # a one-pixel-wide line
+    line[1, 0, 16, 16] = 1.0  # a single pixel
+    for positive in ("scalar", "unit", "full"):
+        out = MomentCanonicalization(positive, eps=0.0)(line)
+        assert torch.isfinite(out).all(), positive
+
+
+def test_a_group_value_selects_its_positive_factor():
+    assert MomentCanonicalization(SL(2)).positive == "unit"
+    assert MomentCanonicalization(GLPlus(2)).positive == "full"
+    centre, frame = MomentCanonicalization(RotationScaling(2)).pose(
+        _blobs(32, torch.eye(2, dtype=torch.float64))
+    )
+    assert centre.shape == (1, 2) and frame.shape == (1, 2, 2)
 
 
 def test_bad_arguments_are_named():
     with pytest.raises(ValueError, match="positive must be one of"):
         MomentCanonicalization("diagonal")
-    with pytest.raises(ValueError, match="radius > 0"):
+    with pytest.raises(ValueError, match="radius must be > 0"):
         MomentCanonicalization("full", radius=0.0)
+    with pytest.raises(ValueError, match="eps must be >= 0"):
+        MomentCanonicalization("full", eps=-1.0)
     with pytest.raises(ValueError, match=r"\(N, C, H, W\)"):
         MomentCanonicalization("full")(torch.zeros(8, 8))
