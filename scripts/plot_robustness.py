@@ -116,6 +116,7 @@ def main(argv: list[str] | None = None) -> None:
             MomentCanonicalization("none"), models["cnn_mnist"]
         )
         names.insert(names.index("cnn_mnist") + 1, CENTRED_CNN)
+        models = {n: models[n] for n in names}
 
     affnist = {}
     for name, model in models.items():
