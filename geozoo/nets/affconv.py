@@ -68,9 +68,9 @@ class AffConvNet(nn.Module):
         pd_scale: log-normal spread of the positive factors.
         lift_radius, conv_radius: radii of the RBF kernel bases (pixels).
         heads: number of group kernels per group convolution (``group_kernel="mlp"`` only).
-        group_kernel: ``"delta"`` (default: each sample sees only its own features, exact for a
-            range of rotations) or ``"mlp"`` (a continuous kernel over the relative group
-            element); see :class:`~geozoo.nn.AffineGroupConv2d`.
+        group_kernel: ``"delta"`` (default: each sample sees only its own features, so a range
+            of rotations has no boundary effects) or ``"mlp"`` (a continuous kernel over the
+            relative group element); see :class:`~geozoo.nn.AffineGroupConv2d`.
         max_angle: half-width in degrees of the rotation range the samples cover (``None``: the
             whole circle); see :class:`~geozoo.nn.affine_conv.AffineSampler`.
         hidden: width of the head.
