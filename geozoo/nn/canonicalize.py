@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from geozoo.groups import PolarGroup
+from geozoo.groups.linalg import sym_apply
 
 __all__ = ["MomentCanonicalization", "image_moments", "moment_frames"]
 
@@ -76,15 +77,17 @@ def moment_frames(moments: Tensor, positive: str, radius: float = 5.0, eps: floa
     eye = torch.eye(2, dtype=moments.dtype, device=moments.device)
     if positive == "none":
         return eye.expand(moments.shape).clone()
-    values, vectors = torch.linalg.eigh(moments + eps * eye)
-    # a relative floor keeps degenerate moments (a one-pixel line, eps = 0) finite
-    floor = (values.amax(-1, keepdim=True) * 1e-12).clamp_min(1e-30)
-    values = torch.maximum(values, floor)
-    root_det = values.prod(-1).sqrt()[..., None, None]  # (det S)^{1/2}
+    # a relative eigenvalue floor keeps degenerate moments (a one-pixel line, eps = 0) finite
+    sqrt_s = sym_apply(moments + eps * eye, _floored_sqrt)
+    root_det = torch.linalg.det(sqrt_s)[..., None, None]  # (det S)^{1/2}
     if positive == "scalar":
         return root_det.sqrt() / radius * eye
-    sqrt_s = vectors @ torch.diag_embed(values.sqrt()) @ vectors.mT
     return sqrt_s / radius if positive == "full" else sqrt_s / root_det.sqrt()
+
+
+def _floored_sqrt(values: Tensor) -> Tensor:
+    floor = (values.amax(-1, keepdim=True) * 1e-12).clamp_min(1e-30)
+    return torch.maximum(values, floor).sqrt()
 
 
 class MomentCanonicalization(nn.Module):
