@@ -11,7 +11,19 @@ from geozoo.objectives.distillation import (
     SinkhornDistillation,
 )
 from geozoo.objectives.regression import MeanSquaredError
-from geozoo.objectives.soft_equivariance import MixedSymmetryRegularizer, ResidualPathwayPrior
+from geozoo.objectives.sample_actions import (
+    PointCloudAction,
+    RandomRotationAction,
+    RepresentationAction,
+    SampleAction,
+    TransformAction,
+)
+from geozoo.objectives.soft_equivariance import (
+    MixedSymmetryRegularizer,
+    ProjectionEquivarianceRegularizer,
+    ResidualPathwayPrior,
+    SampleEquivarianceRegularizer,
+)
 
 __all__ = [
     "BalancedDivergenceDistillation",
@@ -23,8 +35,15 @@ __all__ = [
     "Objective",
     "ObjectiveOutput",
     "PlackettLuceDistillation",
+    "PointCloudAction",
+    "ProjectionEquivarianceRegularizer",
+    "RandomRotationAction",
+    "RepresentationAction",
     "ResidualPathwayPrior",
+    "SampleAction",
+    "SampleEquivarianceRegularizer",
     "SinkhornDistillation",
     "StepContext",
+    "TransformAction",
     "divergences",
 ]
