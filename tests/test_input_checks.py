@@ -59,7 +59,7 @@ def test_wrong_number_of_classes_names_the_pretrained_head() -> None:
     with pytest.raises(ValueError, match="pretrained head of 'cnn_mnist' has 10 classes"):
         geozoo.create_model("cnn_mnist", pretrained=True, num_classes=5)
     untrained = geozoo.create_model("cnn_mnist", num_classes=5)
-    assert untrained(torch.rand(1, 1, 40, 40)).shape == (1, 5)
+    assert untrained(torch.rand(1, 1, 40, 40, dtype=torch.float64)).shape == (1, 5)
 
 
 def test_check_follows_the_module_dtype_through_copies() -> None:

@@ -6,7 +6,7 @@ Two layers, one set of rules:
   metadata (type, shape, finiteness);
 * an :class:`InputSpec` read from a checkpoint's card (``config.json``, key ``"input"``) adds the
   value range and the dtype; :func:`attach_input_check` installs it as a forward pre-hook, and
-  :func:`geozoo.create_model` attaches it to every model it builds, so every zoo network checks
+  :func:`geozoo.create_model` attaches it to every model it loads, so every zoo network checks
   its input the same way.
 """
 
@@ -145,26 +145,32 @@ def _module_dtype(module: nn.Module) -> torch.dtype | None:
 
 
 class _InputCheckHook:
-    """Forward pre-hook: check the first positional argument, cast it to the module's dtype.
+    """Forward pre-hook: check the first positional argument against the spec (if any) and cast
+    floating inputs to the module's dtype.
 
     The dtype is read from the module the hook is called with, so copies of the module cast to
     float64 (as :func:`geozoo.testing.equivariance_error` makes) receive float64 inputs.
     """
 
-    def __init__(self, spec: InputSpec) -> None:
+    def __init__(self, spec: InputSpec | None) -> None:
         self.spec = spec
 
     def __call__(self, module: nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
         if not args:
             return None
-        return (check_input(args[0], self.spec, _module_dtype(module)), *args[1:])
+        x, dtype = args[0], _module_dtype(module)
+        if self.spec is not None:
+            x = check_input(x, self.spec, dtype)
+        elif isinstance(x, Tensor) and x.is_floating_point() and dtype is not None:
+            x = x.to(dtype)
+        return (x, *args[1:])
 
 
 def attach_input_check(module: nn.Module, spec: InputSpec | None = None) -> nn.Module:
-    """Check every call's input against ``spec`` (default: :class:`InputSpec` with no shape and
-    no range: finiteness and dtype only) and return ``module``; ``module.input_spec`` holds the
-    spec. Attaching again replaces the previous check."""
-    spec = InputSpec() if spec is None else spec
+    """Check every call's input against ``spec`` and cast floating inputs to the module's dtype;
+    return ``module``, with the spec as ``module.input_spec``. Without a spec only the cast is
+    added (the network's own ``forward`` checks shape and finiteness). Attaching again replaces
+    the previous check."""
     for key, hook in list(module._forward_pre_hooks.items()):
         if isinstance(hook, _InputCheckHook):
             del module._forward_pre_hooks[key]

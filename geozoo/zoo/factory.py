@@ -38,9 +38,9 @@ def create_model(
         **overrides: keyword arguments passed to the builder, on top of the checkpoint's own.
 
     Returns:
-        The model, in eval mode when weights were loaded. Its input is checked on every call
-        (:func:`geozoo.nn.checks.attach_input_check`): against the card's shape and value range
-        when weights were loaded, for finiteness in any case; other float dtypes are cast.
+        The model, in eval mode when weights were loaded. Float inputs are cast to the model's
+        dtype, and with weights, checked against the card's shape, value range and finiteness on
+        every call (:func:`geozoo.nn.checks.attach_input_check`).
     """
     builder = model_entrypoint(name)
     if not pretrained and weights is None:
