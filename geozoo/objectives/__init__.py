@@ -12,6 +12,7 @@ from geozoo.objectives.distillation import (
 )
 from geozoo.objectives.regression import MeanSquaredError
 from geozoo.objectives.sample_actions import (
+    ImageGroupAction,
     PointCloudAction,
     RandomRotationAction,
     RepresentationAction,
@@ -29,6 +30,7 @@ __all__ = [
     "BalancedDivergenceDistillation",
     "CrossEntropy",
     "Distillation",
+    "ImageGroupAction",
     "MeanSquaredError",
     "MixedSymmetryRegularizer",
     "OFADistillation",

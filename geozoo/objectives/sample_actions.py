@@ -33,6 +33,7 @@ from geozoo.testing import Transform, d4_elements, flip, rot90, rotate, transfor
 __all__ = [
     "IMAGE_GROUPS",
     "INPUT_KINDS",
+    "ImageGroupAction",
     "PointCloudAction",
     "RandomRotationAction",
     "RepresentationAction",
@@ -229,16 +230,29 @@ IMAGE_GROUPS: dict[str, Callable[[], list[Transform]]] = {
 }
 
 
-def image_action(name: str) -> TransformAction:
+class ImageGroupAction(SampleAction):
+    """A named group of :data:`IMAGE_GROUPS` acting on images, with invariant outputs; each draw
+    picks one element for the batch. Holds only the name, so it pickles (``ddp_spawn``)."""
+
+    def __init__(self, name: str) -> None:
+        if name not in IMAGE_GROUPS:
+            known = ", ".join([*IMAGE_GROUPS, "rotations"])
+            raise ValueError(f"unknown image group {name!r}: expected one of {known}")
+        self.name = name
+
+    def draw(
+        self, inputs: Tensor, network: nn.Module, generator: torch.Generator | None = None
+    ) -> tuple[Action, Action]:
+        elements = IMAGE_GROUPS[self.name]()
+        index = int(torch.randint(len(elements), (), generator=generator))
+        return elements[index], _identity
+
+
+def image_action(name: str) -> SampleAction:
     """A named group acting on images ``(N, C, H, W)`` with invariant outputs: ``"c2"``, ``"c4"``
     (quarter turns), ``"d4"`` (quarter turns and mirrors), ``"flip"``, ``"flip_vertical"`` (exact
     on the pixel grid) or ``"rotations"`` (uniform angles, resampled)."""
-    if name == "rotations":
-        return RandomRotationAction()
-    if name not in IMAGE_GROUPS:
-        known = ", ".join([*IMAGE_GROUPS, "rotations"])
-        raise ValueError(f"unknown image group {name!r}: expected one of {known}")
-    return TransformAction(IMAGE_GROUPS[name](), name=name)
+    return RandomRotationAction() if name == "rotations" else ImageGroupAction(name)
 
 
 def sample_action(

@@ -177,3 +177,17 @@ def test_recipe_builds_a_regularized_cnn(tmp_path) -> None:
     )
     values = regularizer.penalties(ctx)
     assert values.shape == (3,) and bool((values > 0).all())
+
+
+def test_image_regularizer_pickles_for_spawned_processes() -> None:
+    import pickle
+
+    regularizer = MixedSymmetryRegularizer(
+        ["c4", "rotations", "d4"], form="sample", inputs="images"
+    )
+    copy = pickle.loads(pickle.dumps(regularizer))
+    assert copy.group_names == ["c4", "rotations", "d4"]
+    x = torch.rand(2, 1, 8, 8)
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 3))
+    ctx = StepContext(inputs=x, targets=None, outputs=net(x), network=net)
+    assert copy.penalties(ctx).shape == (3,)
