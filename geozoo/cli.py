@@ -1,35 +1,103 @@
 """The ``geozoo`` command.
 
 ``geozoo fit|validate|test|predict --config configs/X.yaml`` is LightningCLI in subclass mode
-(``class_path``/``init_args`` YAML for the model and the data);
+(``class_path``/``init_args`` YAML for the model and the data); ``predict`` writes its
+predictions to a CSV file (:class:`geozoo.callbacks.PredictionWriter`).
 ``geozoo zoo list|show|eval|train`` manages the model zoo.
+
+Like ``python -m``, the command puts the working directory first on the import path, so a
+recipe can name classes from the user's own modules (``class_path: my_package.MyLoss``).
 """
 
 from __future__ import annotations
 
 import argparse
+import difflib
+import importlib
 import json
+import os
+import re
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 import lightning as L
-from lightning.pytorch.cli import ArgsType, LightningCLI
+from lightning.pytorch.callbacks import BasePredictionWriter
+from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
 
 import geozoo.nn  # noqa: F401 - lets YAML configure geoopt.optim.RiemannianAdam (see geozoo.nn.riemannian)
+from geozoo.callbacks import PredictionWriter
 
-__all__ = ["build_cli", "main", "zoo_main"]
+__all__ = ["GeozooCLI", "build_cli", "main", "zoo_main"]
+
+DESCRIPTION = (
+    "Train, evaluate and predict: geozoo fit|validate|test|predict --config FILE (options "
+    "below; predict writes predictions.csv). Manage the model zoo: geozoo zoo list|show|eval|"
+    "train (see geozoo zoo --help)."
+)
+
+_IMPORT_FAILURE = re.compile(
+    r"Problem with given class_path '(?P<path>[^']+)':\s*"
+    r"(?P<reason>No module named '(?P<module>[^']+)'|module '(?P<parent>[^']+)' has no attribute "
+    r"'(?P<attribute>[^']+)')"
+)
+
+
+def import_failure_hint(message: str) -> str | None:
+    """A short, actionable first line for a parser message caused by an unimportable
+    ``class_path`` (``None`` when the message has another cause)."""
+    match = _IMPORT_FAILURE.search(message)
+    if match is None:
+        return None
+    path, reason = match["path"], match["reason"]
+    if match["module"] is not None:
+        top = match["module"].split(".")[0]
+        return (
+            f"cannot import class_path {path!r}: {reason}. geozoo imports classes from installed "
+            f"packages and from the working directory ({os.getcwd()}): run it from the folder "
+            f"that holds {top}/ or {top}.py, or add that folder to PYTHONPATH."
+        )
+    try:
+        names = dir(importlib.import_module(match["parent"]))
+    except ImportError:
+        names = []
+    close = difflib.get_close_matches(match["attribute"], names, n=3)
+    suggestion = f" Did you mean {', '.join(close)}?" if close else ""
+    return f"cannot import class_path {path!r}: {reason}.{suggestion}"
+
+
+class _ArgumentParser(LightningArgumentParser):
+    """Puts the cause of an unimportable ``class_path`` first, without the usage text."""
+
+    def error(self, message: str, ex: Exception | None = None) -> NoReturn:
+        hint = import_failure_hint(message)
+        if hint is None or not self.exit_on_error or os.environ.get("JSONARGPARSE_DEBUG"):
+            super().error(message, ex)
+        prog = self.prog.replace(" [options]", "")
+        sys.stderr.write(f"{prog}: error: {hint}\n\nThe parser's full message:\n{message}\n")
+        self.exit(2)
+
+
+class GeozooCLI(LightningCLI):
+    """LightningCLI with geozoo's parser and a :class:`PredictionWriter` on ``predict``."""
+
+    def before_predict(self) -> None:
+        if not any(isinstance(c, BasePredictionWriter) for c in self.trainer.callbacks):
+            self.trainer.callbacks.append(PredictionWriter())
 
 
 def build_cli(args: ArgsType = None, run: bool = True) -> LightningCLI:
     """The LightningCLI behind ``geozoo fit|validate|test|predict`` (``args`` as on the command
-    line; ``run=False`` only parses and instantiates)."""
-    return LightningCLI(
+    line, ``None`` for ``sys.argv``; ``run=False`` only parses and instantiates)."""
+    return GeozooCLI(
         L.LightningModule,
         L.LightningDataModule,
         subclass_mode_model=True,
         subclass_mode_data=True,
         seed_everything_default=0,
         save_config_kwargs={"overwrite": True},
+        parser_class=_ArgumentParser,
+        parser_kwargs={"prog": "geozoo", "description": DESCRIPTION},
         args=args,
         run=run,
     )
@@ -118,13 +186,16 @@ def zoo_main(args: Sequence[str]) -> int:
 
 def main(args: ArgsType = None) -> int | None:
     """Entry point of the ``geozoo`` console script; ``args`` lets tests call it in-process."""
+    cwd = os.getcwd()
+    if cwd not in sys.path and "" not in sys.path:  # as `python -m` does
+        sys.path.insert(0, cwd)
     argv = list(sys.argv[1:] if args is None else args)
     if argv and argv[0] == "zoo":
         code = zoo_main(argv[1:])
         if args is None:
             sys.exit(code)
         return code
-    build_cli(argv)
+    build_cli(None if args is None else argv)  # None: LightningCLI reads sys.argv itself
     return 0
 
 

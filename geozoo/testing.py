@@ -54,6 +54,7 @@ __all__ = [
     "flip",
     "identity",
     "irreps_transform",
+    "parameter_dtype",
     "permute_points",
     "random_orthogonal_3d",
     "random_rotation_3d",
@@ -61,6 +62,7 @@ __all__ = [
     "rot90",
     "rotate",
     "rotation_3d",
+    "transform_pairs",
     "translate",
     "translate_points",
 ]
@@ -363,12 +365,21 @@ class EquivarianceResult:
         mean: the mean relative error.
         per_transform: the maximum for each transform, in the order given.
         dtype: the dtype the function was evaluated in.
+        precision: the least precise of ``dtype`` and the module's own floating parameters and
+            buffers before the cast (a float32 network evaluated in float64 keeps its float32
+            weights' rounding); the default tolerance is the one of this dtype.
     """
 
     max: float
     mean: float
     per_transform: tuple[float, ...]
     dtype: torch.dtype
+    precision: torch.dtype | None = None
+
+    @property
+    def default_tolerance(self) -> float:
+        """:data:`DEFAULT_TOLERANCE` of :attr:`precision` (of :attr:`dtype` if unset)."""
+        return DEFAULT_TOLERANCE.get(self.precision or self.dtype, DEFAULT_TOLERANCE[torch.float32])
 
 
 def _as_list(transforms: Transform | Sequence[Transform] | None) -> list[Transform] | None:
@@ -377,6 +388,41 @@ def _as_list(transforms: Transform | Sequence[Transform] | None) -> list[Transfo
     if callable(transforms) and not isinstance(transforms, Sequence):
         return [transforms]  # type: ignore[list-item]
     return list(transforms)  # type: ignore[arg-type]
+
+
+def transform_pairs(
+    transform_in: Transform | Sequence[Transform],
+    transform_out: Transform | Sequence[Transform] | None = None,
+) -> tuple[list[Transform], list[Transform] | None]:
+    """Normalise ``(transform_in, transform_out)`` as every function here takes them: one
+    transform or a list each, the same number of each, ``transform_out=None`` for invariance."""
+    ins = _as_list(transform_in) or []
+    outs = _as_list(transform_out)
+    if not ins:
+        raise ValueError("expected at least one input transform")
+    if outs is not None and len(outs) != len(ins):
+        raise ValueError(
+            f"got {len(ins)} input transforms but {len(outs)} output transforms; pass one output "
+            "action per input action, or transform_out=None for an invariant function"
+        )
+    return ins, outs
+
+
+_PRECISION = [torch.float64, torch.float32, torch.float16, torch.bfloat16]  # most precise first
+
+
+def _least_precise(dtypes: Sequence[torch.dtype]) -> torch.dtype:
+    known = [d for d in dtypes if d in _PRECISION]
+    return max(known, key=_PRECISION.index) if known else dtypes[0]
+
+
+def parameter_dtype(fn: Callable[[Tensor], Tensor]) -> torch.dtype | None:
+    """The least precise floating dtype among a module's parameters and buffers (``None`` for
+    plain callables and modules without floating tensors)."""
+    if not isinstance(fn, nn.Module):
+        return None
+    dtypes = {t.dtype for t in [*fn.parameters(), *fn.buffers()] if t.is_floating_point()}
+    return _least_precise(sorted(dtypes, key=str)) if dtypes else None
 
 
 def relative_errors(
@@ -474,15 +520,8 @@ def equivariance_error(
         :class:`EquivarianceResult` with the max and mean relative error over samples and
         transforms, and the max per transform.
     """
-    ins = _as_list(transform_in) or []
-    outs = _as_list(transform_out)
-    if not ins:
-        raise ValueError("expected at least one input transform")
-    if outs is not None and len(outs) != len(ins):
-        raise ValueError(
-            f"got {len(ins)} input transforms but {len(outs)} output transforms; pass one output "
-            "action per input action, or transform_out=None for an invariant function"
-        )
+    ins, outs = transform_pairs(transform_in, transform_out)
+    own = parameter_dtype(fn)
     model, xs, used = _cast_for_evaluation(fn, x, dtype, eval_mode)
     errors = []
     with torch.no_grad():
@@ -496,6 +535,7 @@ def equivariance_error(
         mean=float(stacked.mean()),
         per_transform=tuple(float(e.max()) for e in errors),
         dtype=used,
+        precision=used if own is None else _least_precise([used, own]),
     )
 
 
@@ -512,21 +552,40 @@ def assert_equivariant(
 ) -> EquivarianceResult:
     """Raise ``AssertionError`` unless the maximum relative error is at most ``tolerance``.
 
-    ``tolerance`` defaults to :data:`DEFAULT_TOLERANCE` for the dtype actually used (1e-9 in
-    float64, 1e-4 in float32): right for exact group elements (90-degree rotations, flips,
-    permutations, 3D rotations of point clouds). For resampled rotations pass a measured budget.
-    Arguments as in :func:`equivariance_error`; returns its result.
+    ``tolerance`` defaults to :data:`DEFAULT_TOLERANCE` of the precision actually used
+    (:attr:`EquivarianceResult.precision`): 1e-9 for a float64 module evaluated in float64,
+    1e-4 when float32 enters, either as the evaluation dtype or as the module's own weights (a
+    float32 network evaluated in float64 still carries float32 rounding in its weights). Right
+    for exact group elements (90-degree rotations, flips, permutations, 3D rotations of point
+    clouds); for resampled rotations pass a measured budget. Arguments as in
+    :func:`equivariance_error`; returns its result.
     """
-    ins = _as_list(transform_in) or []
-    outs = _as_list(transform_out)
+    ins, outs = transform_pairs(transform_in, transform_out)
     result = equivariance_error(fn, x, ins, outs, dtype=dtype, mask=mask, eval_mode=eval_mode)
-    bound = DEFAULT_TOLERANCE.get(result.dtype, 1e-4) if tolerance is None else tolerance
+    bound = result.default_tolerance if tolerance is None else tolerance
     if not result.max <= bound:  # also catches NaN
         worst = max(range(len(ins)), key=lambda i: result.per_transform[i])
+        source = "given" if tolerance is not None else f"default for {result.precision}"
+        if result.precision != result.dtype and tolerance is None:
+            source += f" weights evaluated in {result.dtype}"
+        advice = (
+            "the outputs are not finite"
+            if not math.isfinite(result.max)
+            else f"if this error is expected, pass tolerance={_round_up(result.max):.0e}"
+        )
         raise AssertionError(
             f"not equivariant: max relative error {result.max:.3e} (mean {result.mean:.3e}) "
-            f"exceeds tolerance {bound:.1e} in {result.dtype}; worst transform "
+            f"exceeds tolerance {bound:.1e} ({source}); worst transform "
             f"{ins[worst].name} -> {'identity' if outs is None else outs[worst].name} "
-            f"(error {result.per_transform[worst]:.3e})"
+            f"(error {result.per_transform[worst]:.3e}); {advice}"
         )
     return result
+
+
+def _round_up(value: float) -> float:
+    """A round tolerance above ``value``: 1, 2 or 5 times a power of ten, with a factor 2 margin."""
+    exponent = math.floor(math.log10(2 * value))
+    for step in (1, 2, 5, 10):
+        if step * 10.0**exponent >= 2 * value:
+            return step * 10.0**exponent
+    return 10.0 ** (exponent + 1)  # pragma: no cover - the loop always returns

@@ -245,11 +245,23 @@ def resolve_cifar10(
             return replace(load_cifar10_folder(cache), source=f"cache:{cache}")
         tried.append(f"cache {cache}: record files not found")
     if source == "download" or (source == "auto" and download):
-        folder = download_cifar10(cache)
+        try:
+            folder = download_cifar10(cache)
+        except CIFAR10NotFoundError as error:
+            raise CIFAR10NotFoundError(f"{error}. {_local_copy_hint(cache)}") from error
         return replace(load_cifar10_folder(folder), source=f"download:{CIFAR10_URL}")
     raise CIFAR10NotFoundError(
-        "CIFAR-10 not found (tried: " + "; ".join(tried) + "). Put the six files of "
-        f"{CIFAR10_URL} (extracted) into data_dir, or allow download=True."
+        "CIFAR-10 not found (tried: " + "; ".join(tried) + "). " + _local_copy_hint(cache)
+    )
+
+
+def _local_copy_hint(cache: Path) -> str:
+    """How to use CIFAR-10 without a network connection."""
+    return (
+        f"Put the six files of {CIFAR10_URL} (extracted on a machine with a connection: the "
+        f"{ARCHIVE_DIR} folder) into data_dir, e.g. --data.init_args.data_dir=/path/to/"
+        f"{ARCHIVE_DIR} on the command line or data_dir: in the recipe's data init_args; or copy "
+        f"them into the cache {cache}"
     )
 
 

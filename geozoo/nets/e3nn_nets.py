@@ -22,6 +22,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from geozoo.nn.checks import require_finite
 from geozoo.zoo.registry import register_model
 
 __all__ = ["E3PointBackbone", "E3PointClassifier", "E3TensorRegressor", "e3nn_tetris"]
@@ -129,6 +130,7 @@ class E3PointBackbone(nn.Module):
             raise ValueError(
                 f"expected positions of shape (B, K, 3) with K >= 2, got {tuple(positions.shape)}"
             )
+        require_finite(positions, "point positions")
         b, k, _ = positions.shape
         if self.input_scalars:
             if scalars is None or scalars.shape[:2] != (b, k):

@@ -11,20 +11,41 @@ from geozoo.objectives.distillation import (
     SinkhornDistillation,
 )
 from geozoo.objectives.regression import MeanSquaredError
-from geozoo.objectives.soft_equivariance import MixedSymmetryRegularizer, ResidualPathwayPrior
+from geozoo.objectives.sample_actions import (
+    ImageGroupAction,
+    PointCloudAction,
+    RandomRotationAction,
+    RepresentationAction,
+    SampleAction,
+    TransformAction,
+)
+from geozoo.objectives.soft_equivariance import (
+    MixedSymmetryRegularizer,
+    ProjectionEquivarianceRegularizer,
+    ResidualPathwayPrior,
+    SampleEquivarianceRegularizer,
+)
 
 __all__ = [
     "BalancedDivergenceDistillation",
     "CrossEntropy",
     "Distillation",
+    "ImageGroupAction",
     "MeanSquaredError",
     "MixedSymmetryRegularizer",
     "OFADistillation",
     "Objective",
     "ObjectiveOutput",
     "PlackettLuceDistillation",
+    "PointCloudAction",
+    "ProjectionEquivarianceRegularizer",
+    "RandomRotationAction",
+    "RepresentationAction",
     "ResidualPathwayPrior",
+    "SampleAction",
+    "SampleEquivarianceRegularizer",
     "SinkhornDistillation",
     "StepContext",
+    "TransformAction",
     "divergences",
 ]

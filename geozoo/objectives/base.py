@@ -74,6 +74,10 @@ class Objective(nn.Module):
     def forward(self, ctx: StepContext) -> ObjectiveOutput:  # pragma: no cover - abstract
         raise NotImplementedError(f"{type(self).__name__} must implement forward(ctx)")
 
+    def check_network(self, network: nn.Module) -> None:
+        """Raise if this objective cannot train ``network``; tasks call it when they are built,
+        so a mismatch fails before the first step. Default: no requirement."""
+
     def on_train_epoch_end(self, task: Any) -> None:
         """Hook for stateful objectives (strength schedules, dual updates); default: nothing."""
 

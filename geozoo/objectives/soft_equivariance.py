@@ -14,7 +14,9 @@ data supports each symmetry.  Two forms of ``R_g``:
   projector onto ``G_g``-equivariant maps (:mod:`geozoo.groups.projection`); needs a network
   exposing ``rep_linears()`` (e.g. :class:`geozoo.nets.EquivariantMLP`);
 * sample form, for any network: ``E_{g ~ G} ||f(rho_in(g) x) - rho_out(g) f(x)||^2`` averaged
-  over the batch, with ``g`` drawn from the group's sampler.
+  over the batch, with ``g`` drawn from the group's sampler; how ``g`` acts on inputs and
+  outputs is a :class:`~geozoo.objectives.sample_actions.SampleAction`: representations of flat
+  features, rotations of point clouds, or :mod:`geozoo.testing` transforms of images.
 
 :class:`MixedSymmetryRegularizer` holds one term per group.  Strength tuning (their Sec. 4.2):
 after ``adjust_at`` epochs, ``lambda_g <- lambda_g (R_min / R_g)^p`` where ``R_g`` is the smallest
@@ -40,6 +42,11 @@ from torch import Tensor, nn
 from geozoo.groups.projection import SparseLinearMap, sparse_projector
 from geozoo.groups.representations import MatrixGroup, Rep, Scalar, get_group
 from geozoo.objectives.base import Objective, ObjectiveOutput, StepContext
+from geozoo.objectives.sample_actions import (
+    RepresentationAction,
+    SampleAction,
+    sample_action,
+)
 
 __all__ = [
     "MixedSymmetryRegularizer",
@@ -47,6 +54,7 @@ __all__ = [
     "ProjectionPenaltyOperator",
     "ResidualPathwayPrior",
     "SampleEquivarianceRegularizer",
+    "action_penalty",
     "projection_penalties",
     "projection_penalty",
     "sample_penalty",
@@ -147,15 +155,24 @@ def projection_penalty(network: nn.Module, group: MatrixGroup | str) -> Tensor:
     return projection_penalties(network, [group])[0]
 
 
-def _reps_of(network: nn.Module, rep_in: Rep | None, rep_out: Rep | None) -> tuple[Rep, Rep, int]:
-    rep_in = rep_in if rep_in is not None else getattr(network, "rep_in", None)
-    rep_out = rep_out if rep_out is not None else getattr(network, "rep_out", None)
-    if not isinstance(rep_in, Rep) or not isinstance(rep_out, Rep):
-        raise TypeError(
-            "the sample-form regularizer needs input and output representations: pass rep_in/"
-            f"rep_out or give {type(network).__name__} rep_in and rep_out attributes"
-        )
-    return rep_in, rep_out, int(getattr(network, "dim", 3))
+def action_penalty(
+    network: nn.Module,
+    inputs: Tensor,
+    action: SampleAction,
+    outputs: Tensor | None = None,
+    num_samples: int = 1,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Monte-Carlo ``E_g mean_batch ||f(g . x) - g . f(x)||^2`` for one symmetry's ``action``
+    (squared norms summed over every output axis but the batch)."""
+    if outputs is None:
+        outputs = network(inputs)
+    total = outputs.new_zeros(())
+    for _ in range(num_samples):
+        act_in, act_out = action.draw(inputs, network, generator)
+        difference = network(act_in(inputs)) - act_out(outputs)
+        total = total + difference.reshape(difference.shape[0], -1).square().sum(-1).mean()
+    return total / num_samples
 
 
 def sample_penalty(
@@ -168,17 +185,10 @@ def sample_penalty(
     num_samples: int = 1,
     generator: torch.Generator | None = None,
 ) -> Tensor:
-    """Monte-Carlo ``E_g mean_batch ||f(rho_in(g) x) - rho_out(g) f(x)||^2`` (one ``g`` per
-    example and sample), squared norms summed over output coordinates."""
-    group = get_group(group)
-    if outputs is None:
-        outputs = network(inputs)
-    total = inputs.new_zeros(())
-    for _ in range(num_samples):
-        g = group.sample(inputs.shape[0], generator=generator, dtype=inputs.dtype).to(inputs.device)
-        transformed = network(rep_in.act(g, inputs))
-        total = total + (transformed - rep_out.act(g, outputs)).square().sum(-1).mean()
-    return total / num_samples
+    """:func:`action_penalty` for a matrix group acting on flat features by representations
+    (one ``g`` per example and sample)."""
+    action = RepresentationAction(group, rep_in, rep_out)
+    return action_penalty(network, inputs, action, outputs, num_samples, generator)
 
 
 class ProjectionEquivarianceRegularizer(Objective):
@@ -193,41 +203,54 @@ class ProjectionEquivarianceRegularizer(Objective):
         super().__init__(weight=weight, name=f"proj_equiv_{get_group(group).name}")
         self.group = get_group(group)
 
+    def check_network(self, network: nn.Module) -> None:
+        _rep_linears(network)
+
     def forward(self, ctx: StepContext) -> ObjectiveOutput:
         loss = projection_penalty(ctx.network, self.group)
         return ObjectiveOutput(loss, {"value": loss.detach()})
 
 
 class SampleEquivarianceRegularizer(Objective):
-    """Sample-form term ``E_g ||f(g.x) - g.f(x)||^2`` for any network and a fixed group.
-
-    Subclasses may override :meth:`act_inputs` / :meth:`act_outputs` for other data (e.g. images).
+    """Sample-form term ``E_g ||f(g.x) - g.f(x)||^2`` for any network and one symmetry.
 
     Args:
-        group: group name or :class:`MatrixGroup`.
+        group: group name or :class:`MatrixGroup` (acting as ``inputs`` says), an image group
+            name with ``inputs="images"``, or any
+            :class:`~geozoo.objectives.sample_actions.SampleAction`.
         weight: the strength, applied by the task.
         num_samples: group elements per example per step.
-        rep_in, rep_out: representations of inputs / outputs (default: the network's).
+        rep_in, rep_out: representations of flat inputs / outputs (default: the network's);
+            for point clouds, ``rep_out`` alone (default: invariant outputs).
+        inputs: ``"vectors"``, ``"points"`` or ``"images"``
+            (:func:`~geozoo.objectives.sample_actions.sample_action`).
     """
 
     def __init__(
         self,
-        group: str | MatrixGroup,
+        group: str | MatrixGroup | SampleAction,
         weight: float = 1.0,
         num_samples: int = 1,
-        rep_in: Rep | None = None,
-        rep_out: Rep | None = None,
+        rep_in: Rep | Sequence[int] | None = None,
+        rep_out: Rep | Sequence[int] | None = None,
+        inputs: str = "vectors",
     ) -> None:
-        super().__init__(weight=weight, name=f"sample_equiv_{get_group(group).name}")
-        self.group, self.num_samples = get_group(group), int(num_samples)
-        self.rep_in, self.rep_out = rep_in, rep_out
+        action = sample_action(group, inputs, rep_in, rep_out)
+        super().__init__(weight=weight, name=f"sample_equiv_{action.name}")
+        self.action, self.num_samples = action, _positive_int(num_samples, "num_samples")
+
+    def check_network(self, network: nn.Module) -> None:
+        self.action.check_network(network)
 
     def forward(self, ctx: StepContext) -> ObjectiveOutput:
-        rep_in, rep_out, _ = _reps_of(ctx.network, self.rep_in, self.rep_out)
-        loss = sample_penalty(
-            ctx.network, ctx.inputs, self.group, rep_in, rep_out, ctx.outputs, self.num_samples
-        )
+        loss = action_penalty(ctx.network, ctx.inputs, self.action, ctx.outputs, self.num_samples)
         return ObjectiveOutput(loss, {"value": loss.detach()})
+
+
+def _positive_int(value: int, label: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{label} must be a positive integer, got {value!r}")
+    return value
 
 
 class MixedSymmetryRegularizer(Objective):
@@ -235,10 +258,13 @@ class MixedSymmetryRegularizer(Objective):
 
     Args:
         groups: candidate groups (names such as ``["o3", "o2_x", "o2_y", "o2_z"]`` or
-            :class:`MatrixGroup` values).
+            :class:`MatrixGroup` values; for ``inputs="images"`` image group names such as
+            ``["c4", "flip"]``; in sample form also any
+            :class:`~geozoo.objectives.sample_actions.SampleAction`).
         init_strength: ``lambda0`` for every group, or one value per group (0 switches a term off
             and excludes it from ``R_min``, as the paper does for the full O(3) term).
-        form: ``"projection"`` (weights; networks with ``rep_linears()``) or ``"sample"``.
+        form: ``"projection"`` (weights; networks with ``rep_linears()``) or ``"sample"`` (any
+            network; see ``inputs``).
         schedule: ``"oneshot"`` (the paper's single adjustment at epoch ``adjust_at``),
             ``"continuous"`` (an update at the end of every epoch from ``adjust_at`` on) or
             ``"fixed"`` (no tuning).
@@ -248,13 +274,21 @@ class MixedSymmetryRegularizer(Objective):
         rate: for ``"continuous"``, the fraction of the way ``log lambda`` moves per epoch.
         num_samples: group elements per example for the sample form.
         weight: overall factor applied by the task.
+        inputs: for the sample form, what the groups act on: ``"vectors"`` (flat features, by
+            ``rep_in``/``rep_out`` or the network's attributes), ``"points"`` (point clouds
+            ``(N, K, d)``; outputs invariant unless ``rep_out``) or ``"images"``
+            (:func:`~geozoo.objectives.sample_actions.image_action`, invariant outputs).
+        rep_in, rep_out: representations (or multiplicities per rank) for the sample form.
+
+    Everything is checked when the regularizer is built, and against the network when the task
+    is built (:meth:`check_network`), not at the first training step.
 
     Logged under the objective's name: ``strength_<group>`` and ``R_<group>`` for each group.
     """
 
     def __init__(
         self,
-        groups: Sequence[str | MatrixGroup],
+        groups: Sequence[str | MatrixGroup | SampleAction],
         init_strength: float | Sequence[float] = 1.0,
         form: str = "projection",
         schedule: str = "oneshot",
@@ -265,6 +299,9 @@ class MixedSymmetryRegularizer(Objective):
         num_samples: int = 1,
         weight: float = 1.0,
         name: str = "mixed_symmetry",
+        inputs: str = "vectors",
+        rep_in: Rep | Sequence[int] | None = None,
+        rep_out: Rep | Sequence[int] | None = None,
     ) -> None:
         super().__init__(weight=weight, name=name)
         if not groups:
@@ -280,8 +317,20 @@ class MixedSymmetryRegularizer(Objective):
                 "expected adjust_at >= 1, window >= 1, 0 < rate <= 1 and exponent >= 0, got "
                 f"adjust_at={adjust_at}, window={window}, rate={rate}, exponent={exponent}"
             )
-        self.groups = [get_group(g) for g in groups]
-        names = [g.name for g in self.groups]
+        if form == "projection":
+            if inputs != "vectors" or rep_in is not None or rep_out is not None:
+                raise ValueError(
+                    "the projection form reads representations from the network's layers "
+                    "(rep_linears()): inputs, rep_in and rep_out belong to form='sample'"
+                )
+            if any(isinstance(g, SampleAction) for g in groups):
+                raise TypeError("SampleAction groups need form='sample'")
+            self.groups = [get_group(g) for g in groups]
+            self.actions: list[SampleAction] = []
+        else:
+            self.actions = [sample_action(g, inputs, rep_in, rep_out) for g in groups]
+            self.groups = [getattr(a, "group", None) for a in self.actions]
+        names = self.group_names
         if len(set(names)) != len(names):
             raise ValueError(f"candidate groups must be distinct, got {names}")
         strengths = (
@@ -296,7 +345,7 @@ class MixedSymmetryRegularizer(Objective):
             )
         self.form, self.schedule = form, schedule
         self.adjust_at, self.exponent, self.window, self.rate = adjust_at, exponent, window, rate
-        self.num_samples = num_samples
+        self.num_samples = _positive_int(num_samples, "num_samples")
         n = len(self.groups)
         self.register_buffer("strengths", torch.tensor(strengths, dtype=torch.float64))
         self.register_buffer("initial_strengths", torch.tensor(strengths, dtype=torch.float64))
@@ -308,23 +357,29 @@ class MixedSymmetryRegularizer(Objective):
 
     @property
     def group_names(self) -> list[str]:
+        if self.actions:
+            return [a.name for a in self.actions]
         return [g.name for g in self.groups]
+
+    def check_network(self, network: nn.Module) -> None:
+        """Raise ``TypeError`` now if the terms cannot be computed for ``network``."""
+        if self.form == "projection":
+            _rep_linears(network)
+        for action in self.actions:
+            action.check_network(network)
 
     def strength_dict(self) -> dict[str, float]:
         """Current strengths by group name."""
-        return {g.name: float(s) for g, s in zip(self.groups, self.strengths)}
+        return {n: float(s) for n, s in zip(self.group_names, self.strengths)}
 
     def penalties(self, ctx: StepContext) -> Tensor:
         """The vector ``(R_g)_g`` for this step (differentiable)."""
         if self.form == "projection":
             return projection_penalties(ctx.network, self.groups)
-        rep_in, rep_out, _ = _reps_of(ctx.network, None, None)
         return torch.stack(
             [
-                sample_penalty(
-                    ctx.network, ctx.inputs, g, rep_in, rep_out, ctx.outputs, self.num_samples
-                )
-                for g in self.groups
+                action_penalty(ctx.network, ctx.inputs, a, ctx.outputs, self.num_samples)
+                for a in self.actions
             ]
         )
 

@@ -62,6 +62,7 @@ class ObjectiveTask(L.LightningModule):
                     "each objective must be a geozoo.objectives.Objective, got "
                     f"{type(objective).__name__}"
                 )
+            objective.check_network(network)
         names = [o.name for o in objectives]
         duplicated = sorted({n for n in names if names.count(n) > 1})
         if duplicated:

@@ -85,6 +85,7 @@ def _fit(tmp_path, config: dict, steps: int):
             "--trainer.enable_progress_bar=false",
             "--trainer.limit_val_batches=0",
             "--trainer.enable_model_summary=false",
+            f"--trainer.default_root_dir={tmp_path}",  # the saved config.yaml goes here
         ]
     )
 

@@ -352,7 +352,7 @@ def test_objectives_in_classification_task() -> None:
     "config",
     ["kd_js", "kd_alpha", "pld", "bdkd", "ofa", "sinkd"],
 )
-def test_distill_configs_train_through_the_cli(config: str) -> None:
+def test_distill_configs_train_through_the_cli(config: str, tmp_path) -> None:
     if not geozoo.list_models("cnn_mnist", pretrained=True):
         pytest.skip("the zoo's cnn_mnist checkpoint is not published")
     from geozoo.cli import main
@@ -365,5 +365,6 @@ def test_distill_configs_train_through_the_cli(config: str) -> None:
             "--trainer.fast_dev_run=true",
             "--trainer.enable_progress_bar=false",
             "--trainer.logger=false",
+            f"--trainer.default_root_dir={tmp_path}",  # the saved config.yaml goes here
         ]
     )
