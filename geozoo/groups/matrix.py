@@ -348,8 +348,9 @@ class PolarGroup(MatrixGroup):
     def sample(
         self, num: int, generator: torch.Generator | None = None, dtype=torch.float32, device=None
     ) -> Tensor:
-        """``num`` independent elements ``R P``: Haar rotation times log-normal positive factor
-        (the paper's factorised sampler, Sec. 4), multiplied in float64."""
+        """``num`` independent elements ``R P``: Haar rotation times a positive factor from
+        :meth:`sample_positive` (the paper's factorised sampler, Sec. 4), multiplied in
+        float64."""
         r = self.sample_rotation(num, generator, torch.float64)
         p = self.sample_positive(num, generator, torch.float64)
         return (r @ p).to(dtype=dtype, device=device)
@@ -413,24 +414,37 @@ class SL(PolarGroup):
         super().__init__(n, rotation=True, positive="unit", pd_scale=pd_scale)
 
 
+def _scale_law(pd_scale: float | None, max_log_scale: float | None) -> tuple[float, float | None]:
+    """``(pd_scale, max_log_scale)`` of a scaling group: log-normal when ``pd_scale`` is given,
+    log-uniform otherwise (on ``[1/2, 2]`` unless ``max_log_scale`` says)."""
+    if pd_scale is not None and max_log_scale is not None:
+        raise ValueError(
+            "give pd_scale (log-normal scales) or max_log_scale (log-uniform scales), not both: "
+            f"got pd_scale={pd_scale}, max_log_scale={max_log_scale}"
+        )
+    if pd_scale is not None:
+        return pd_scale, None
+    return 0.2, DEFAULT_MAX_LOG_SCALE if max_log_scale is None else max_log_scale
+
+
 class RotationScaling(PolarGroup):
     """Rotation-scalings ``s R`` (``s > 0``, ``R`` in SO(n)): SO(n) x R_{>0}.
 
-    :meth:`sample` draws ``log s`` uniformly from ``[-max_log_scale, max_log_scale]`` (default
-    ``s`` in ``[1/2, 2]``, the range of the soft-equivariance tasks); ``max_log_scale=None``
-    selects the log-normal law with ``pd_scale`` used by the affine layers.
+    :meth:`sample` draws ``log s`` uniformly from ``[-max_log_scale, max_log_scale]`` (by default
+    ``s`` in ``[1/2, 2]``, the range of the soft-equivariance tasks) or, given ``pd_scale``, from
+    the log-normal law of the other groups (what the affine layers use).
     """
 
     def __init__(
-        self, n: int, pd_scale: float = 0.2, max_log_scale: float | None = DEFAULT_MAX_LOG_SCALE
+        self, n: int, pd_scale: float | None = None, max_log_scale: float | None = None
     ) -> None:
-        super().__init__(n, True, "scalar", pd_scale, max_log_scale)
+        super().__init__(n, True, "scalar", *_scale_law(pd_scale, max_log_scale))
 
 
 class Scaling(PolarGroup):
     """Isotropic scalings ``s I``, ``s > 0`` (sampler as :class:`RotationScaling`)."""
 
     def __init__(
-        self, n: int, pd_scale: float = 0.2, max_log_scale: float | None = DEFAULT_MAX_LOG_SCALE
+        self, n: int, pd_scale: float | None = None, max_log_scale: float | None = None
     ) -> None:
-        super().__init__(n, False, "scalar", pd_scale, max_log_scale)
+        super().__init__(n, False, "scalar", *_scale_law(pd_scale, max_log_scale))

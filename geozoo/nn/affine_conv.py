@@ -63,8 +63,7 @@ def make_group(group: str | PolarGroup, pd_scale: float = 0.25) -> PolarGroup:
             f"'sl2', 'so2', 'rs2' or such a PolarGroup), got {group!r}"
         )
     if isinstance(group, str) and value.positive != "none":
-        law = {"max_log_scale": None} if value.positive == "scalar" else {}
-        value = get_group(group, pd_scale=pd_scale, **law)
+        value = get_group(group, pd_scale=pd_scale)
     return value  # type: ignore[return-value]
 
 

@@ -160,6 +160,8 @@ def test_scale_law_is_log_uniform_on_half_to_two(factory):
     outside = 3.0 * torch.eye(3, dtype=DT)[None]
     assert float(Scaling(3).log_density(outside)) == -math.inf
     # the log-normal law is still there for the affine layers
-    lognormal = factory(3, pd_scale=0.3, max_log_scale=None).sample(M, _gen(15), DT)
+    lognormal = factory(3, pd_scale=0.3).sample(M, _gen(15), DT)
     log_s = torch.log(torch.linalg.det(lognormal).abs()) / 3
     assert abs(float(log_s.std()) - 0.3 / math.sqrt(3)) < 0.01
+    with pytest.raises(ValueError, match="not both"):
+        factory(3, pd_scale=0.3, max_log_scale=1.0)

@@ -92,7 +92,8 @@ def test_aliases_share_one_value_and_one_canonical_name():
 
 def test_sampler_parameters_go_to_the_constructor():
     assert get_group("gl2", pd_scale=0.3) == GLPlus(2, pd_scale=0.3) != GLPlus(2)
-    assert get_group("rs2", max_log_scale=None) == RotationScaling(2, max_log_scale=None)
+    assert get_group("rs2", pd_scale=0.3) == RotationScaling(2, pd_scale=0.3) != RotationScaling(2)
+    assert get_group("scaling", max_log_scale=1.0) == Scaling(3, max_log_scale=1.0)
     with pytest.raises(ValueError, match=r"takes no parameter\(s\) \['pd_scale'\]"):
         get_group("so2", pd_scale=0.3)
     with pytest.raises(ValueError, match="apply to group names"):

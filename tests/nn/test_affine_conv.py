@@ -374,7 +374,7 @@ def test_layer_groups_come_from_the_one_vocabulary():
     assert make_group("GL2", pd_scale=0.3) == get_group("gl2", pd_scale=0.3)
     assert make_group("sl2") == SL(2, pd_scale=0.25)
     layers_rs2 = make_group("rs2", pd_scale=0.3)
-    assert layers_rs2 == RotationScaling(2, pd_scale=0.3, max_log_scale=None)
+    assert layers_rs2 == RotationScaling(2, pd_scale=0.3) and layers_rs2.max_log_scale is None
     assert layers_rs2.name == get_group("rs2").name == "so2_scaling"
     value = SL(2, pd_scale=0.7)
     assert make_group(value) is value
