@@ -38,6 +38,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from geozoo.groups.haar import haar_orthogonal
+
 __all__ = [
     "DEFAULT_TOLERANCE",
     "EquivarianceResult",
@@ -82,11 +84,50 @@ class Transform:
     Args:
         fn: the action; it must work in whatever float dtype it is given.
         name: shown in error messages.
+        matrix: the group element ``g`` as the matrix of its action on coordinates, when it has
+            one (float64): the ``(2, 2)`` linear part acting on ``(x, y)`` pixel coordinates
+            about the image centre (x to the right, y down; the convention of
+            :func:`geozoo.data.transforms.affine_warp`) for images, the ``(3, 3)`` matrix acting
+            on points for point clouds, the ``(K, K)`` permutation matrix acting on the point
+            axis for :func:`permute_points`. Transforms built on another one (:func:`conjugate`,
+            :func:`irreps_transform`, :func:`fiber_transform`) carry that one's element.
+        translation: the translation part of an affine element (pixels ``(x, y)``, or point
+            coordinates), or ``None`` for a linear one.
+
+    Attributes:
+        matrix: ``Tensor | None``, so objectives and metrics can read the group element instead
+            of re-deriving it (a pixel at ``p`` moves to ``matrix (p - c) + c + translation``).
+        translation: ``Tensor | None``.
     """
 
-    def __init__(self, fn: Callable[[Tensor], Tensor], name: str) -> None:
+    matrix: Tensor | None
+    translation: Tensor | None
+
+    def __init__(
+        self,
+        fn: Callable[[Tensor], Tensor],
+        name: str,
+        matrix: Tensor | Sequence[Sequence[float]] | None = None,
+        translation: Tensor | Sequence[float] | None = None,
+    ) -> None:
         self.fn = fn
         self.name = name
+        self.matrix = None if matrix is None else torch.as_tensor(matrix, dtype=torch.float64)
+        self.translation = (
+            None if translation is None else torch.as_tensor(translation, dtype=torch.float64)
+        )
+        if self.matrix is not None and (
+            self.matrix.dim() != 2 or self.matrix.shape[0] != self.matrix.shape[1]
+        ):
+            raise ValueError(f"matrix must be square (n, n), got {tuple(self.matrix.shape)}")
+        if self.translation is not None and (
+            self.matrix is None or self.translation.shape != self.matrix.shape[:1]
+        ):
+            raise ValueError(
+                "translation needs a matrix of the same size: got translation "
+                f"{tuple(self.translation.shape)} and matrix "
+                f"{None if self.matrix is None else tuple(self.matrix.shape)}"
+            )
 
     def __call__(self, x: Tensor) -> Tensor:
         return self.fn(x)
@@ -101,14 +142,29 @@ def identity() -> Transform:
 
 
 def compose(*transforms: Transform) -> Transform:
-    """``compose(a, b)(x) == a(b(x))``: apply the last transform first."""
+    """``compose(a, b)(x) == a(b(x))``: apply the last transform first.
+
+    The result carries the product of the group elements, ``(A_a, t_a)(A_b, t_b) = (A_a A_b,
+    A_a t_b + t_a)``, when every transform has a matrix of the same size (else ``None``).
+    """
 
     def fn(x: Tensor) -> Tensor:
         for transform in reversed(transforms):
             x = transform(x)
         return x
 
-    return Transform(fn, " o ".join(t.name for t in transforms))
+    matrix = translation = None
+    sizes = {None if t.matrix is None else t.matrix.shape for t in transforms}
+    if transforms and len(sizes) == 1 and None not in sizes:
+        matrix = torch.eye(transforms[0].matrix.shape[0], dtype=torch.float64)  # type: ignore[union-attr]
+        shift = torch.zeros(matrix.shape[0], dtype=torch.float64)
+        for t in transforms:
+            if t.translation is not None:
+                shift = shift + matrix @ t.translation
+            matrix = matrix @ t.matrix  # type: ignore[operator]
+        has_shift = any(t.translation is not None for t in transforms)
+        translation = shift if has_shift else None
+    return Transform(fn, " o ".join(t.name for t in transforms), matrix, translation)
 
 
 # --------------------------------------------------------------------------------------------
@@ -120,9 +176,13 @@ def rot90(k: int = 1) -> Transform:
     """Rotate the last two (spatial) axes by ``k`` quarter turns (``torch.rot90`` on (-2, -1)).
 
     Exact on any square pixel grid: no resampling, so equivariant models agree to rounding.
-    On screen (row 0 at the top) ``k=1`` turns the image counter-clockwise.
+    On screen (row 0 at the top) ``k=1`` turns the image counter-clockwise: in ``(x, y)``
+    pixel coordinates (y down) ``matrix = [[0, 1], [-1, 0]]^k``, as :func:`rotate` with
+    ``90 k`` degrees.
     """
-    return Transform(lambda x: torch.rot90(x, k, dims=(-2, -1)), f"rot90(k={k})")
+    quarter = torch.tensor([[0.0, 1.0], [-1.0, 0.0]], dtype=torch.float64)
+    matrix = torch.linalg.matrix_power(quarter, k % 4)
+    return Transform(lambda x: torch.rot90(x, k, dims=(-2, -1)), f"rot90(k={k})", matrix)
 
 
 def flip(axis: str = "horizontal") -> Transform:
@@ -130,7 +190,8 @@ def flip(axis: str = "horizontal") -> Transform:
     if axis not in ("horizontal", "vertical"):
         raise ValueError(f"axis must be 'horizontal' or 'vertical', got {axis!r}")
     dim = -1 if axis == "horizontal" else -2
-    return Transform(lambda x: torch.flip(x, dims=(dim,)), f"flip({axis})")
+    matrix = torch.diag(torch.tensor([-1.0, 1.0] if axis == "horizontal" else [1.0, -1.0]))
+    return Transform(lambda x: torch.flip(x, dims=(dim,)), f"flip({axis})", matrix)
 
 
 def d4_elements() -> list[Transform]:
@@ -161,7 +222,8 @@ def translate(dx: int, dy: int, circular: bool = True) -> Transform:
         out[..., dst_rows, dst_cols] = x[..., src_rows, src_cols]
         return out
 
-    return Transform(fn, f"translate({dx}, {dy}, circular={circular})")
+    name = f"translate({dx}, {dy}, circular={circular})"
+    return Transform(fn, name, torch.eye(2), [float(dx), float(dy)])
 
 
 def affine(
@@ -187,7 +249,7 @@ def affine(
         flat = x.reshape(-1, 1, *shape[-2:]) if x.dim() != 4 else x
         return affine_warp(flat, a.to(x), t.to(x)).reshape(shape)
 
-    return Transform(fn, f"affine({a.tolist()}, {t.tolist()})")
+    return Transform(fn, f"affine({a.tolist()}, {t.tolist()})", a, t)
 
 
 def rotate(angle_deg: float) -> Transform:
@@ -237,19 +299,13 @@ def fiber_transform(spatial: Transform, matrix: Tensor) -> Transform:
             )
         return torch.einsum("ij,nj...->ni...", rho.to(x), spatial(x))
 
-    return Transform(fn, f"fiber({spatial.name}, {rho.shape[0]}x{rho.shape[0]})")
+    name = f"fiber({spatial.name}, {rho.shape[0]}x{rho.shape[0]})"
+    return Transform(fn, name, spatial.matrix, spatial.translation)
 
 
 # --------------------------------------------------------------------------------------------
 # point clouds
 # --------------------------------------------------------------------------------------------
-
-
-def _haar_orthogonal(generator: torch.Generator) -> Tensor:
-    """A Haar-distributed O(3) matrix in float64 (QR of a Gaussian with the sign fix of
-    Mezzadri, 2007, "How to generate random matrices from the classical compact groups")."""
-    q, r = torch.linalg.qr(torch.randn(3, 3, generator=generator, dtype=torch.float64))
-    return q * torch.sign(torch.diagonal(r)).unsqueeze(0)
 
 
 def rotation_3d(matrix: Tensor | Sequence[Sequence[float]]) -> Transform:
@@ -267,33 +323,28 @@ def rotation_3d(matrix: Tensor | Sequence[Sequence[float]]) -> Transform:
             raise ValueError(f"expected points of shape (..., 3), got {tuple(x.shape)}")
         return x @ r.to(x).T
 
-    transform = Transform(fn, f"rotation_3d(det={float(torch.linalg.det(r)):+.0f})")
-    transform.matrix = r  # type: ignore[attr-defined]
-    return transform
+    return Transform(fn, f"rotation_3d(det={float(torch.linalg.det(r)):+.0f})", r)
+
+
+def _haar_3d(seed: int | None, det: int | None) -> Tensor:
+    generator = torch.Generator()
+    generator.manual_seed(torch.seed() if seed is None else int(seed))
+    return haar_orthogonal(1, 3, generator, torch.float64, det=det)[0]
 
 
 def random_rotation_3d(seed: int | None = None) -> Transform:
     """A Haar-random element of SO(3) acting on points (..., K, 3); ``.matrix`` holds R."""
-    generator = torch.Generator()
-    generator.manual_seed(torch.seed() if seed is None else int(seed))
-    q = _haar_orthogonal(generator)
-    if torch.linalg.det(q) < 0:
-        q[:, 0] = -q[:, 0]
-    return rotation_3d(q)
+    return rotation_3d(_haar_3d(seed, det=1))
 
 
 def random_orthogonal_3d(seed: int | None = None, improper: bool | None = None) -> Transform:
     """A Haar-random element of O(3): a rotation or a rotation composed with a reflection.
 
     ``improper=True`` forces det = -1 (a reflection part), ``False`` forces a rotation,
-    ``None`` draws either with probability 1/2.
+    ``None`` draws either with probability 1/2 (Haar on O(3), on its component otherwise).
     """
-    generator = torch.Generator()
-    generator.manual_seed(torch.seed() if seed is None else int(seed))
-    q = _haar_orthogonal(generator)
-    if improper is not None and (torch.linalg.det(q) < 0) != improper:
-        q = -q
-    return rotation_3d(q)
+    det = None if improper is None else (-1 if improper else 1)
+    return rotation_3d(_haar_3d(seed, det))
 
 
 def translate_points(shift: Sequence[float] | Tensor) -> Transform:
@@ -301,7 +352,8 @@ def translate_points(shift: Sequence[float] | Tensor) -> Transform:
     t = torch.as_tensor(shift, dtype=torch.float64)
     if t.shape != (3,):
         raise ValueError(f"expected a (3,) shift, got {tuple(t.shape)}")
-    return Transform(lambda x: x + t.to(x), f"translate_points({t.tolist()})")
+    name = f"translate_points({t.tolist()})"
+    return Transform(lambda x: x + t.to(x), name, torch.eye(3), t)
 
 
 def permute_points(permutation: Sequence[int] | Tensor, dim: int = -2) -> Transform:
@@ -313,13 +365,24 @@ def permute_points(permutation: Sequence[int] | Tensor, dim: int = -2) -> Transf
     def fn(x: Tensor) -> Tensor:
         return torch.index_select(x, dim, perm.to(x.device))
 
-    return Transform(fn, f"permute_points({perm.tolist()})")
+    matrix = torch.eye(len(perm), dtype=torch.float64)[perm]  # (P x)_i = x_perm[i]
+    return Transform(fn, f"permute_points({perm.tolist()})", matrix)
 
 
 def conjugate(rotation: Transform) -> Transform:
     """Act on (..., 3, 3) matrices by ``M -> R M R^T`` (rank-2 tensors such as inertia)."""
-    r = rotation.matrix  # type: ignore[attr-defined]
-    return Transform(lambda m: r.to(m) @ m @ r.to(m).T, f"conjugate({rotation.name})")
+    r = _element(rotation)
+    return Transform(lambda m: r.to(m) @ m @ r.to(m).T, f"conjugate({rotation.name})", r)
+
+
+def _element(rotation: Transform) -> Tensor:
+    if rotation.matrix is None or rotation.matrix.shape != (3, 3):
+        raise ValueError(
+            f"expected a transform carrying a (3, 3) matrix (rotation_3d, random_rotation_3d, "
+            f"...), got {rotation!r} with matrix "
+            f"{None if rotation.matrix is None else tuple(rotation.matrix.shape)}"
+        )
+    return rotation.matrix
 
 
 def irreps_transform(irreps: str, rotation: Transform) -> Transform:
@@ -327,12 +390,12 @@ def irreps_transform(irreps: str, rotation: Transform) -> Transform:
     (needs e3nn; parity is taken from the sign of ``det R``)."""
     from e3nn import o3
 
-    r = rotation.matrix  # type: ignore[attr-defined]
+    r = _element(rotation)
     # e3nn builds its Lie-algebra generators in the default dtype: use float64 so that the
     # Wigner matrices are exact to ~1e-15 rather than ~1e-7
     with default_dtype(torch.float64):
         d = o3.Irreps(irreps).D_from_matrix(r.to(torch.float64))
-    return Transform(lambda f: f @ d.to(f).T, f"irreps({irreps}, {rotation.name})")
+    return Transform(lambda f: f @ d.to(f).T, f"irreps({irreps}, {rotation.name})", r)
 
 
 @contextlib.contextmanager

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 import pytest
 import torch
 from torch import nn
 
 from geozoo.data.pointclouds import inertia_tensor
 from geozoo.testing import (
+    Transform,
     affine,
     assert_equivariant,
     compose,
@@ -217,3 +220,119 @@ def test_irreps_transform_matches_spherical_harmonics_and_cross_products():
         )
         if seed % 2 == 0:  # improper: 1o and 1e differ by a sign
             assert torch.allclose(flipped, -expected, atol=1e-12)
+
+
+# --------------------------------------------------------------------------------------------
+# Transform.matrix: the declared group element agrees with what the transform does
+# --------------------------------------------------------------------------------------------
+
+SIZE = 15
+CENTRE = torch.tensor([(SIZE - 1) / 2, (SIZE - 1) / 2], dtype=torch.float64)
+
+
+def _delta_at(xy: tuple[int, int]) -> torch.Tensor:
+    image = torch.zeros(1, 1, SIZE, SIZE, dtype=torch.float64)
+    image[..., xy[1], xy[0]] = 1.0  # (x, y) = (column, row)
+    return image
+
+
+def _where(image: torch.Tensor) -> torch.Tensor:
+    """(x, y) of an image's centre of mass."""
+    weights = image[0, 0]
+    rows, cols = torch.meshgrid(
+        torch.arange(SIZE, dtype=torch.float64),
+        torch.arange(SIZE, dtype=torch.float64),
+        indexing="ij",
+    )
+    total = weights.sum()
+    return torch.stack([(weights * cols).sum() / total, (weights * rows).sum() / total])
+
+
+def _predicted(transform, point: torch.Tensor) -> torch.Tensor:
+    """Where ``transform.matrix`` (and ``translation``) sends a pixel: A (p - c) + c + t."""
+    moved = transform.matrix @ (point - CENTRE) + CENTRE
+    return moved if transform.translation is None else moved + transform.translation
+
+
+EXACT_IMAGE_TRANSFORMS = [
+    *[rot90(k) for k in range(-1, 5)],
+    flip("horizontal"),
+    flip("vertical"),
+    *d4_elements(),
+    translate(3, -2),
+    compose(translate(1, 2), rot90(1)),
+    compose(rot90(1), translate(1, 2)),
+]
+
+
+@pytest.mark.parametrize("transform", EXACT_IMAGE_TRANSFORMS, ids=lambda t: t.name)
+def test_image_transform_matrix_moves_pixels_like_the_transform(transform):
+    """Pixel-exact transforms: a single bright pixel lands where the matrix says."""
+    assert transform.matrix is not None and transform.matrix.dtype == torch.float64
+    for xy in [(9, 4), (3, 5), (7, 12)]:
+        point = torch.tensor(xy, dtype=torch.float64)
+        torch.testing.assert_close(_where(transform(_delta_at(xy))), _predicted(transform, point))
+
+
+@pytest.mark.parametrize(
+    "transform",
+    [
+        rotate(30.0),
+        rotate(-115.0),
+        affine([[1.1, 0.3], [-0.2, 0.9]], (1.0, -0.5)),
+        compose(affine([[0.9, 0.0], [0.0, 1.2]]), rotate(45.0)),
+    ],
+    ids=lambda t: t.name,
+)
+def test_resampled_transform_matrix_moves_blobs_like_the_transform(transform):
+    """Resampled transforms: the centre of mass of a smooth blob follows the matrix (bilinear
+    interpolation keeps it to a few hundredths of a pixel)."""
+    rows, cols = torch.meshgrid(
+        torch.arange(SIZE, dtype=torch.float64),
+        torch.arange(SIZE, dtype=torch.float64),
+        indexing="ij",
+    )
+    for xy in [(9.3, 5.2), (5.0, 8.6)]:
+        blob = torch.exp(-((cols - xy[0]) ** 2 + (rows - xy[1]) ** 2) / 2.0)[None, None]
+        point = torch.tensor(xy, dtype=torch.float64)
+        moved = _where(transform(blob))
+        assert float((moved - _predicted(transform, point)).abs().max()) < 0.05
+
+
+def test_point_transform_matrices_act_on_coordinates():
+    gen = torch.Generator().manual_seed(5)
+    points = torch.randn(4, 6, 3, generator=gen, dtype=torch.float64)
+    shift = translate_points([0.5, -1.0, 2.0])
+    for transform in [
+        rotation_3d(torch.diag(torch.tensor([1.0, -1.0, 1.0]))),
+        random_rotation_3d(1),
+        random_orthogonal_3d(2, improper=True),
+        shift,
+        compose(shift, random_rotation_3d(3)),
+    ]:
+        expected = points @ transform.matrix.T
+        if transform.translation is not None:
+            expected = expected + transform.translation
+        torch.testing.assert_close(transform(points), expected)
+    perm = permute_points([2, 0, 1, 5, 4, 3])
+    torch.testing.assert_close(perm(points), perm.matrix @ points)  # acts on the point axis
+    g = random_orthogonal_3d(4)
+    tensors = torch.randn(4, 3, 3, generator=gen, dtype=torch.float64)
+    torch.testing.assert_close(conjugate(g)(tensors), g.matrix @ tensors @ g.matrix.T)
+    assert torch.equal(conjugate(g).matrix, g.matrix)
+    if importlib.util.find_spec("e3nn") is not None:
+        assert torch.equal(irreps_transform("1o", g).matrix, g.matrix)
+    assert torch.equal(fiber_transform(rot90(1), torch.eye(4)).matrix, rot90(1).matrix)
+
+
+def test_transform_without_a_matrix_and_bad_matrices():
+    plain = Transform(lambda x: 2 * x, "double")
+    assert plain.matrix is None and plain.translation is None and plain(torch.ones(2))[0] == 2
+    assert compose(plain, rot90(1)).matrix is None  # unknown element: none declared
+    assert compose(rot90(1), rotation_3d(torch.eye(3))).matrix is None  # different spaces
+    with pytest.raises(ValueError, match="square"):
+        Transform(lambda x: x, "bad", matrix=torch.zeros(2, 3))
+    with pytest.raises(ValueError, match="translation needs a matrix"):
+        Transform(lambda x: x, "bad", translation=[1.0, 2.0])
+    with pytest.raises(ValueError, match=r"carrying a \(3, 3\) matrix"):
+        conjugate(plain)

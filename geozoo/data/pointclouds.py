@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset, TensorDataset
 
 from geozoo.data.base import InMemoryDataModule
+from geozoo.groups import SO, MatrixGroup, Orthogonal, get_group
 
 __all__ = [
     "TETRIS_MIRROR",
@@ -78,13 +81,13 @@ def tetris_shapes(dtype: torch.dtype = torch.float32) -> Tensor:
     return (shapes - shapes.mean(1, keepdim=True)).to(dtype)
 
 
-def _haar_o3(n: int, generator: torch.Generator, proper_only: bool) -> Tensor:
-    """``n`` Haar-random matrices of SO(3) (``proper_only``) or O(3), float64, (n, 3, 3)."""
-    q, r = torch.linalg.qr(torch.randn(n, 3, 3, generator=generator, dtype=torch.float64))
-    q = q * torch.sign(torch.diagonal(r, dim1=-2, dim2=-1)).unsqueeze(-2)
-    if proper_only:
-        q = q * torch.sign(torch.linalg.det(q))[:, None, None]  # -Q has det -det(Q) in 3D
-    return q
+def _rigid_group(name: str) -> MatrixGroup:
+    """O(3) or SO(3) from its name (:func:`geozoo.groups.get_group`); any other is rejected."""
+    with contextlib.suppress(ValueError):
+        group = get_group(name)
+        if group in (Orthogonal(3), SO(3)):
+            return group
+    raise ValueError(f"group must be 'o3', 'so3' or 'none', got {name!r}")
 
 
 def tetris_dataset(
@@ -107,15 +110,14 @@ def tetris_dataset(
         positions (8 * copies, 4, 3) and labels (8 * copies,), with each cloud's points in a
         random order.
     """
-    if group not in ("o3", "so3", "none"):
-        raise ValueError(f"group must be 'o3', 'so3' or 'none', got {group!r}")
+    moves = None if group == "none" else _rigid_group(group)
     gen = torch.Generator().manual_seed(int(seed))
     shapes = tetris_shapes(torch.float64)
     labels = torch.arange(8).repeat(copies)
     positions = shapes[labels]
     n = len(labels)
-    if group != "none":
-        rotations = _haar_o3(n, gen, proper_only=group == "so3")
+    if moves is not None:
+        rotations = moves.sample(n, gen, torch.float64)
         positions = positions @ rotations.transpose(-1, -2)
         improper = torch.linalg.det(rotations) < 0
         mirror = torch.tensor(TETRIS_MIRROR)
@@ -234,7 +236,8 @@ class InertiaDataModule(InMemoryDataModule):
     def build_datasets(self) -> dict[str, Dataset]:
         train, val, test = self.sizes
         positions, masses, inertia = inertia_dataset(test, self.seed, self.points, torch.float64)
-        rotations = _haar_o3(test, torch.Generator().manual_seed(self.seed + 3), False)
+        generator = torch.Generator().manual_seed(self.seed + 3)
+        rotations = Orthogonal(3).sample(test, generator, torch.float64)
         positions = positions @ rotations.transpose(-1, -2)
         inertia = rotations @ inertia @ rotations.transpose(-1, -2)
         return {

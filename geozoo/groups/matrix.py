@@ -45,9 +45,12 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from geozoo.groups.base import MatrixGroup
+from geozoo.groups.haar import haar_orthogonal
 from geozoo.groups.linalg import (
     skew_dim,
     so_exp,
+    so_hat,
     so_log,
     sym_exp,
     sym_hat,
@@ -64,11 +67,13 @@ __all__ = [
     "RotationScaling",
     "Scaling",
     "UnitPD",
-    "haar_so",
     "polar",
 ]
 
 Positive = Literal["none", "full", "unit", "scalar"]
+
+#: Default ``max_log_scale`` of the scaling groups: scales uniform in log over [1/2, 2].
+DEFAULT_MAX_LOG_SCALE = math.log(2.0)
 
 
 def polar(g: Tensor) -> tuple[Tensor, Tensor]:
@@ -85,29 +90,7 @@ def polar(g: Tensor) -> tuple[Tensor, Tensor]:
     return r, 0.5 * (p + p.transpose(-1, -2))
 
 
-def haar_so(
-    num: int,
-    n: int,
-    generator: torch.Generator | None = None,
-    dtype: torch.dtype = torch.float32,
-    device: torch.device | str | None = None,
-) -> Tensor:
-    """``num`` rotations drawn from the Haar (uniform) measure of SO(n), shape ``(num, n, n)``.
-
-    Mezzadri's recipe: the QR factor ``Q`` of a standard Gaussian matrix, with the signs of
-    ``R``'s diagonal moved into ``Q``, is Haar on O(n). Right multiplication by the fixed
-    reflection ``diag(-1, 1, ..., 1)`` preserves the Haar measure of O(n) and maps det = -1 onto
-    det = +1, so flipping the first column where det = -1 gives Haar on SO(n).
-    """
-    gauss = torch.randn(num, n, n, generator=generator, dtype=torch.float64)
-    q, r = torch.linalg.qr(gauss)
-    q = q * torch.sign(torch.diagonal(r, dim1=-2, dim2=-1)).unsqueeze(-2)
-    flip = torch.linalg.det(q) < 0
-    q[flip, :, 0] = -q[flip, :, 0]
-    return q.to(dtype=dtype, device=device)
-
-
-class PolarGroup:
+class PolarGroup(MatrixGroup):
     """A subgroup (or factor) of GL+(n) with elements stored as ``(..., n, n)`` matrices.
 
     Args:
@@ -117,11 +100,18 @@ class PolarGroup:
             (SPD with det 1) or ``"scalar"`` (``s I``).
         pd_scale: standard deviation of each orthonormal coordinate of ``log P`` under
             :meth:`sample` (the log-normal substitute for the infinite Haar measure of P).
+        max_log_scale: scalar positive factors only: draw ``log s`` uniformly from
+            ``[-max_log_scale, max_log_scale]`` instead of the log-normal law (``None``).
     """
 
-    name = "PolarGroup"
-
-    def __init__(self, n: int, rotation: bool, positive: Positive, pd_scale: float = 0.2) -> None:
+    def __init__(
+        self,
+        n: int,
+        rotation: bool,
+        positive: Positive,
+        pd_scale: float = 0.2,
+        max_log_scale: float | None = None,
+    ) -> None:
         if int(n) < 1:
             raise ValueError(f"expected matrix size n >= 1, got {n}")
         if positive not in ("none", "full", "unit", "scalar"):
@@ -130,10 +120,16 @@ class PolarGroup:
             )
         if pd_scale < 0:
             raise ValueError(f"pd_scale must be >= 0, got {pd_scale}")
+        if max_log_scale is not None and (positive != "scalar" or not max_log_scale > 0):
+            raise ValueError(
+                "max_log_scale (the log-uniform scale law) needs a scalar positive factor and a "
+                f"value > 0, got positive={positive!r}, max_log_scale={max_log_scale}"
+            )
         self.n = int(n)
         self.rotation = bool(rotation)
         self.positive: Positive = positive
         self.pd_scale = float(pd_scale)
+        self.max_log_scale = None if max_log_scale is None else float(max_log_scale)
 
     # ----------------------------------------------------------------- structure
     @property
@@ -162,27 +158,62 @@ class PolarGroup:
         """True when every element has det 1."""
         return self.positive in ("none", "unit")
 
+    @property
+    def name(self) -> str:
+        """Canonical name (see :func:`geozoo.groups.get_group`): ``so<n>``, ``gl<n>``,
+        ``sl<n>``, ``so<n>_scaling``, ``scaling`` (n = 3, else ``scaling<n>``), ``pd<n>``,
+        ``unitpd<n>``."""
+        n = self.n
+        key = (self.rotation, self.positive)
+        if key == (True, "none"):
+            return f"so{n}"
+        if key == (True, "full"):
+            return f"gl{n}"
+        if key == (True, "unit"):
+            return f"sl{n}"
+        if key == (True, "scalar"):
+            return f"so{n}_scaling"
+        if key == (False, "scalar"):
+            # the soft-equivariance spelling of the scalings of R^3 predates the suffix
+            return "scaling" if n == 3 else f"scaling{n}"
+        if key == (False, "full"):
+            return f"pd{n}"
+        if key == (False, "unit"):
+            return f"unitpd{n}"
+        return "trivial" if n == 3 else f"trivial{n}"
+
+    def params(self) -> tuple:
+        return (self.n, self.rotation, self.positive, self.pd_scale, self.max_log_scale)
+
     def __repr__(self) -> str:
-        extra = f", pd_scale={self.pd_scale}" if self.positive != "none" else ""
-        return f"{self.name}({self.n}{extra})"
+        extra = ""
+        if self.max_log_scale is not None:
+            extra = f", max_log_scale={self.max_log_scale:.4g}"
+        elif self.positive != "none":
+            extra = f", pd_scale={self.pd_scale}"
+        return f"{type(self).__name__}({self.n}{extra})"
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, PolarGroup) and (
-            self.n,
-            self.rotation,
-            self.positive,
-            self.pd_scale,
-        ) == (other.n, other.rotation, other.positive, other.pd_scale)
+        # structural: SO(2) equals PolarGroup(2, True, "none", 0.0)
+        return isinstance(other, PolarGroup) and self.params() == other.params()
 
     def __hash__(self) -> int:
-        return hash((self.n, self.rotation, self.positive, self.pd_scale))
+        return hash(("PolarGroup", self.params()))
+
+    @property
+    def lie_generators(self) -> Tensor:
+        """Chart basis: ``hat`` of the unit coordinate vectors of :meth:`exp` (so(n) first, then
+        the symmetric, traceless symmetric or scalar part), float64 ``(dim, n, n)``."""
+        parts = []
+        if self.rotation:
+            parts.append(so_hat(torch.eye(self.rotation_dim, dtype=torch.float64), self.n))
+        if self.positive != "none":
+            parts.append(self._positive_hat(torch.eye(self.positive_dim, dtype=torch.float64)))
+        if not parts:
+            return torch.zeros(0, self.n, self.n, dtype=torch.float64)
+        return torch.cat(parts)
 
     # ----------------------------------------------------------------- group law
-    def identity(self, *batch: int, dtype: torch.dtype = torch.float32, device=None) -> Tensor:
-        """The identity matrix, broadcast to ``(*batch, n, n)``."""
-        eye = torch.eye(self.n, dtype=dtype, device=device)
-        return eye.expand(*batch, self.n, self.n).clone()
-
     def compose(self, a: Tensor, b: Tensor) -> Tensor:
         """The product ``a b``. For the non-subgroups PD(n)/UnitPD(n) the log-Euclidean product
         ``exp(log a + log b)`` (Arsigny et al., 2007), which makes them abelian groups."""
@@ -279,10 +310,11 @@ class PolarGroup:
     def sample_rotation(
         self, num: int, generator: torch.Generator | None = None, dtype=torch.float32, device=None
     ) -> Tensor:
-        """Haar-distributed rotations (identity if the rotation factor is trivial)."""
+        """Haar-distributed rotations (:func:`~geozoo.groups.haar.haar_orthogonal` with
+        ``det=1``; the identity if the rotation factor is trivial)."""
         if not self.rotation:
             return self.identity(num, dtype=dtype, device=device)
-        return haar_so(num, self.n, generator, dtype, device)
+        return haar_orthogonal(num, self.n, generator, dtype, device, det=1)
 
     def sample_positive(
         self, num: int, generator: torch.Generator | None = None, dtype=torch.float32, device=None
@@ -294,10 +326,21 @@ class PolarGroup:
         matrices. Density w.r.t. Lebesgue measure ``dS`` on those coordinates:
         ``(2 pi pd_scale^2)^{-d/2} exp(-||S||_F^2 / (2 pd_scale^2))`` (see :meth:`log_density`).
         This replaces the GL-invariant measure ``det(P)^{-(n+1)/2} dP``, which has infinite
-        mass; the cost in equivariance is described in the module docstring.
+        mass; the cost in equivariance is described in the module docstring. With
+        ``max_log_scale`` (scalar factors) ``log s`` is uniform on
+        ``[-max_log_scale, max_log_scale]`` instead.
         """
         if self.positive == "none":
             return self.identity(num, dtype=dtype, device=device)
+        if self.positive == "scalar":
+            if self.max_log_scale is None:
+                coords = self.pd_scale * torch.randn(num, generator=generator, dtype=torch.float64)
+                log_s = coords / math.sqrt(self.n)
+            else:
+                u = torch.rand(num, generator=generator, dtype=torch.float64)
+                log_s = (2 * u - 1) * self.max_log_scale
+            p = torch.exp(log_s)[:, None, None] * torch.eye(self.n, dtype=torch.float64)
+            return p.to(dtype=dtype, device=device)
         coords = torch.randn(num, self.positive_dim, generator=generator, dtype=torch.float64)
         p = sym_exp(self._positive_hat(coords * self.pd_scale))
         return p.to(dtype=dtype, device=device)
@@ -305,11 +348,12 @@ class PolarGroup:
     def sample(
         self, num: int, generator: torch.Generator | None = None, dtype=torch.float32, device=None
     ) -> Tensor:
-        """``num`` independent elements ``R P``: Haar rotation times log-normal positive factor
-        (the paper's factorised sampler, Sec. 4)."""
-        r = self.sample_rotation(num, generator, dtype, device)
-        p = self.sample_positive(num, generator, dtype, device)
-        return r @ p
+        """``num`` independent elements ``R P``: Haar rotation times a positive factor from
+        :meth:`sample_positive` (the paper's factorised sampler, Sec. 4), multiplied in
+        float64."""
+        r = self.sample_rotation(num, generator, torch.float64)
+        p = self.sample_positive(num, generator, torch.float64)
+        return (r @ p).to(dtype=dtype, device=device)
 
     def log_density(self, g: Tensor) -> Tensor:
         """Log density of :meth:`sample` w.r.t. ``dmu_SO(R) x dS`` (normalised Haar on the rotation
@@ -318,6 +362,11 @@ class PolarGroup:
         d = self.positive_dim
         if d == 0:
             return g.new_zeros(g.shape[:-2])
+        if self.max_log_scale is not None:  # uniform coordinate sqrt(n) log s
+            half = math.sqrt(self.n) * self.max_log_scale
+            inside = coords[..., 0].abs() <= half
+            value = torch.full_like(coords[..., 0], -math.log(2 * half))
+            return torch.where(inside, value, torch.full_like(value, -math.inf))
         if self.pd_scale == 0:
             raise ValueError("the sampler with pd_scale=0 has no density")
         var = self.pd_scale**2
@@ -327,8 +376,6 @@ class PolarGroup:
 class SO(PolarGroup):
     """The rotation group SO(n) = {R : R^T R = I, det R = 1}."""
 
-    name = "SO"
-
     def __init__(self, n: int) -> None:
         super().__init__(n, rotation=True, positive="none", pd_scale=0.0)
 
@@ -336,8 +383,6 @@ class SO(PolarGroup):
 class PD(PolarGroup):
     """Positive-definite matrices PD(n), the positive factor of GL+(n) (an abelian group under the
     log-Euclidean product, not under the matrix product)."""
-
-    name = "PD"
 
     def __init__(self, n: int, pd_scale: float = 0.2) -> None:
         super().__init__(n, rotation=False, positive="full", pd_scale=pd_scale)
@@ -350,8 +395,6 @@ class PD(PolarGroup):
 class UnitPD(PD):
     """Positive-definite matrices with det 1: the positive factor of SL(n)."""
 
-    name = "UnitPD"
-
     def __init__(self, n: int, pd_scale: float = 0.2) -> None:
         PolarGroup.__init__(self, n, rotation=False, positive="unit", pd_scale=pd_scale)
 
@@ -360,8 +403,6 @@ class GLPlus(PolarGroup):
     """GL+(n, R): invertible matrices with positive determinant, ``g = R P`` with ``R`` in SO(n)
     and ``P`` in PD(n)."""
 
-    name = "GLPlus"
-
     def __init__(self, n: int, pd_scale: float = 0.2) -> None:
         super().__init__(n, rotation=True, positive="full", pd_scale=pd_scale)
 
@@ -369,36 +410,41 @@ class GLPlus(PolarGroup):
 class SL(PolarGroup):
     """SL(n, R): matrices with det 1, ``g = R P`` with ``R`` in SO(n) and ``P`` in UnitPD(n)."""
 
-    name = "SL"
-
     def __init__(self, n: int, pd_scale: float = 0.2) -> None:
         super().__init__(n, rotation=True, positive="unit", pd_scale=pd_scale)
 
 
+def _scale_law(pd_scale: float | None, max_log_scale: float | None) -> tuple[float, float | None]:
+    """``(pd_scale, max_log_scale)`` of a scaling group: log-normal when ``pd_scale`` is given,
+    log-uniform otherwise (on ``[1/2, 2]`` unless ``max_log_scale`` says)."""
+    if pd_scale is not None and max_log_scale is not None:
+        raise ValueError(
+            "give pd_scale (log-normal scales) or max_log_scale (log-uniform scales), not both: "
+            f"got pd_scale={pd_scale}, max_log_scale={max_log_scale}"
+        )
+    if pd_scale is not None:
+        return pd_scale, None
+    return 0.2, DEFAULT_MAX_LOG_SCALE if max_log_scale is None else max_log_scale
+
+
 class RotationScaling(PolarGroup):
-    """Rotation-scalings ``s R`` (``s > 0``, ``R`` in SO(n)): SO(n) x R_{>0}."""
+    """Rotation-scalings ``s R`` (``s > 0``, ``R`` in SO(n)): SO(n) x R_{>0}.
 
-    name = "RotationScaling"
+    :meth:`sample` draws ``log s`` uniformly from ``[-max_log_scale, max_log_scale]`` (by default
+    ``s`` in ``[1/2, 2]``, the range of the soft-equivariance tasks) or, given ``pd_scale``, from
+    the log-normal law of the other groups (what the affine layers use).
+    """
 
-    def __init__(self, n: int, pd_scale: float = 0.2) -> None:
-        super().__init__(n, rotation=True, positive="scalar", pd_scale=pd_scale)
+    def __init__(
+        self, n: int, pd_scale: float | None = None, max_log_scale: float | None = None
+    ) -> None:
+        super().__init__(n, True, "scalar", *_scale_law(pd_scale, max_log_scale))
 
 
 class Scaling(PolarGroup):
-    """Isotropic scalings ``s I``, ``s > 0``."""
+    """Isotropic scalings ``s I``, ``s > 0`` (sampler as :class:`RotationScaling`)."""
 
-    name = "Scaling"
-
-    def __init__(self, n: int, pd_scale: float = 0.2) -> None:
-        super().__init__(n, rotation=False, positive="scalar", pd_scale=pd_scale)
-
-
-def sample_pd(
-    num: int,
-    n: int,
-    pd_scale: float,
-    generator: torch.Generator | None = None,
-    dtype: torch.dtype = torch.float32,
-) -> Tensor:
-    """Shortcut for ``PD(n, pd_scale).sample_positive(num, generator, dtype)``."""
-    return PD(n, pd_scale).sample_positive(num, generator, dtype)
+    def __init__(
+        self, n: int, pd_scale: float | None = None, max_log_scale: float | None = None
+    ) -> None:
+        super().__init__(n, False, "scalar", *_scale_law(pd_scale, max_log_scale))

@@ -28,7 +28,8 @@ from functools import cache, lru_cache
 import torch
 from torch import Tensor
 
-from geozoo.groups.representations import MatrixGroup, Rep, Scalar, tensor
+from geozoo.groups.base import MatrixGroup
+from geozoo.groups.representations import Rep, Scalar, tensor
 
 __all__ = [
     "EquivariantProjector",
@@ -61,7 +62,7 @@ def block_projector(group: MatrixGroup, rank_out: int, rank_in: int) -> Tensor:
     on row-major flattened ``(d^rank_out, d^rank_in)`` matrices.
     """
     rep_out, rep_in = tensor(rank_out), tensor(rank_in)
-    d = group.dim
+    d = group.n
     n_out, n_in = d**rank_out, d**rank_in
     eye_out = torch.eye(n_out, dtype=torch.float64)
     eye_in = torch.eye(n_in, dtype=torch.float64)
@@ -125,7 +126,7 @@ class EquivariantProjector:
 
     def __init__(self, group: MatrixGroup, rep_out: Rep, rep_in: Rep) -> None:
         self.group, self.rep_out, self.rep_in = group, rep_out, rep_in
-        d = group.dim
+        d = group.n
         self.shape = (rep_out.size(d), rep_in.size(d))
         self._out_ranks, self._out_order = _rank_layout(rep_out, d)
         self._in_ranks, self._in_order = _rank_layout(rep_in, d)
@@ -173,7 +174,7 @@ class EquivariantProjector:
         self._check(weight)
         t = self._tensors(weight.dtype, weight.device)
         lead = weight.shape[:-2]
-        d = self.group.dim
+        d = self.group.n
         w_sorted = weight[..., t["out_order"], :][..., t["in_order"]]
         row = 0
         for r_o, m_o in self._out_ranks:
@@ -206,7 +207,7 @@ class EquivariantProjector:
             return flat.reshape(self.shape)
         t = self._tensors(weight.dtype, weight.device)
         lead = weight.shape[:-2]
-        d = self.group.dim
+        d = self.group.n
         pieces = {}
         for r_o, r_i, w in self.sorted_blocks(weight):
             pieces[(r_o, r_i)] = w @ t["blocks"][(r_o, r_i)]
@@ -245,7 +246,7 @@ class MultiGroupResidual:
     """
 
     def __init__(self, groups: tuple[MatrixGroup, ...], rep_out: Rep, rep_in: Rep) -> None:
-        dims = {g.dim for g in groups}
+        dims = {g.n for g in groups}
         if len(dims) != 1:
             raise ValueError(f"all groups must act on the same R^d, got dims {sorted(dims)}")
         self.groups = groups
@@ -295,7 +296,7 @@ def sparse_projector(group: MatrixGroup, rep_out: Rep, rep_in: Rep) -> Tensor:
     ``vec(W)`` (block structure made explicit; used to evaluate many projections in one sparse
     product)."""
     layout = EquivariantProjector(group, rep_out, rep_in)
-    d = group.dim
+    d = group.n
     n_in = layout.shape[1]
     rows_all, cols_all, vals_all = [], [], []
     row = 0

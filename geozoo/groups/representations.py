@@ -1,13 +1,14 @@
-"""Matrix groups and their linear representations on tensor spaces.
+"""Linear representations of matrix groups on tensor spaces.
 
 Used by the soft-equivariance regularizers of Kim, Lee, Yang & Lee, "Regularizing Towards Soft
 Equivariance Under Mixed Symmetries" (ICML 2023, arXiv 2306.00356), which need, for several
 candidate groups acting on the same base space ``R^d``, the representations of the inputs,
 hidden features and outputs of a network, in the style of EMLP (Finzi, Welling & Wilson 2021).
 
-A :class:`MatrixGroup` is a value: a base dimension ``d``, a basis of its Lie algebra (``d x d``
-generators ``A``, the group contains ``exp(t A)``), a list of discrete generators (``d x d``
-matrices ``h`` that, together with the identity component, generate the group) and a sampler.
+The groups are the values of :mod:`geozoo.groups` (:func:`geozoo.groups.get_group`): each acts
+on ``R^d`` (``d = group.n``) and gives a basis of its Lie algebra (``d x d`` generators ``A``,
+the group contains ``exp(t A)``), a list of discrete generators (``d x d`` matrices ``h`` that,
+together with the identity component, generate the group) and a sampler.
 
 A :class:`Rep` is an ordered direct sum of blocks ``(rank, multiplicity)``: ``multiplicity``
 copies of the rank-``k`` tensor space ``V^{(x) k}`` (``V = R^d``; rank 0 is the scalar), laid out
@@ -25,13 +26,16 @@ Pure torch; nothing here knows about layers.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
+from geozoo.groups.base import MatrixGroup
+from geozoo.groups.names import GROUP_NAMES, get_group
+
+# the groups themselves live in geozoo.groups (one vocabulary); re-exported for old imports
 __all__ = [
     "GROUP_NAMES",
     "MatrixGroup",
@@ -39,260 +43,9 @@ __all__ = [
     "Scalar",
     "Vector",
     "get_group",
-    "o2",
-    "o3",
-    "permutations",
-    "rotation_scaling",
-    "scaling",
-    "so2",
-    "so3",
     "tensor",
-    "trivial",
+    "tensor_features",
 ]
-
-_AXES = {"x": 0, "y": 1, "z": 2}
-
-
-# ----------------------------------------------------------------------------------------------
-# Groups
-# ----------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, eq=False)
-class MatrixGroup:
-    """A matrix group acting on ``R^dim``, described by its generators.
-
-    Args:
-        name: a short identifier (``"o3"``, ``"o2_z"``, ...); used in logs and cache keys.
-        dim: dimension ``d`` of the base space.
-        lie_generators: ``(k, d, d)`` float64 basis of the Lie algebra (``k`` may be 0).
-        discrete_generators: ``(m, d, d)`` float64 matrices generating the components.
-        sampler: ``sampler(n, generator, dtype) -> (n, d, d)`` random group elements.
-    """
-
-    name: str
-    dim: int
-    lie_generators: Tensor
-    discrete_generators: Tensor
-    sampler: object = field(repr=False)
-
-    def __post_init__(self) -> None:
-        for label, gens in (("lie", self.lie_generators), ("discrete", self.discrete_generators)):
-            if gens.ndim != 3 or gens.shape[1:] != (self.dim, self.dim):
-                raise ValueError(
-                    f"{self.name}: {label} generators must have shape (k, {self.dim}, {self.dim}),"
-                    f" got {tuple(gens.shape)}"
-                )
-
-    def sample(
-        self, n: int, generator: torch.Generator | None = None, dtype: torch.dtype = torch.float32
-    ) -> Tensor:
-        """``n`` random elements as ``(n, d, d)`` matrices (Haar-like for compact groups)."""
-        return self.sampler(n, generator, dtype)  # type: ignore[operator]
-
-    @property
-    def key(self) -> tuple:
-        """Hashable identity used by the projector cache (name and generators' bytes)."""
-        return (
-            self.name,
-            self.dim,
-            self.lie_generators.numpy().tobytes(),
-            self.discrete_generators.numpy().tobytes(),
-        )
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, MatrixGroup) and self.key == other.key
-
-    def __hash__(self) -> int:
-        return hash(self.key)
-
-    def __repr__(self) -> str:
-        return f"MatrixGroup({self.name!r}, dim={self.dim})"
-
-
-def _so_generators(d: int) -> Tensor:
-    gens = []
-    for i in range(d):
-        for j in range(i + 1, d):
-            a = torch.zeros(d, d, dtype=torch.float64)
-            a[i, j], a[j, i] = -1.0, 1.0
-            gens.append(a)
-    return torch.stack(gens) if gens else torch.zeros(0, d, d, dtype=torch.float64)
-
-
-def _none(d: int) -> Tensor:
-    return torch.zeros(0, d, d, dtype=torch.float64)
-
-
-def _haar_orthogonal(n: int, d: int, generator, dtype, special: bool) -> Tensor:
-    z = torch.randn(n, d, d, generator=generator, dtype=torch.float64)
-    q, r = torch.linalg.qr(z)
-    q = q * torch.sign(torch.diagonal(r, dim1=-2, dim2=-1)).unsqueeze(-2)
-    if special:
-        flip = torch.linalg.det(q) < 0
-        q[flip, :, 0] = -q[flip, :, 0]
-    return q.to(dtype)
-
-
-def o3(dim: int = 3) -> MatrixGroup:
-    """The orthogonal group O(d) (default O(3)): so(d) plus one reflection."""
-    reflection = torch.eye(dim, dtype=torch.float64)
-    reflection[0, 0] = -1.0
-    return MatrixGroup(
-        f"o{dim}",
-        dim,
-        _so_generators(dim),
-        reflection[None],
-        lambda n, g, dt: _haar_orthogonal(n, dim, g, dt, special=False),
-    )
-
-
-def so3(dim: int = 3) -> MatrixGroup:
-    """The rotation group SO(d) (default SO(3))."""
-    return MatrixGroup(
-        f"so{dim}",
-        dim,
-        _so_generators(dim),
-        _none(dim),
-        lambda n, g, dt: _haar_orthogonal(n, dim, g, dt, special=True),
-    )
-
-
-def _planar(axis: str, reflections: bool) -> MatrixGroup:
-    if axis not in _AXES:
-        raise ValueError(f"axis must be one of {sorted(_AXES)}, got {axis!r}")
-    fixed = _AXES[axis]
-    i, j = (k for k in range(3) if k != fixed)
-    lie = torch.zeros(1, 3, 3, dtype=torch.float64)
-    lie[0, i, j], lie[0, j, i] = -1.0, 1.0
-    disc = _none(3)
-    if reflections:
-        disc = torch.eye(3, dtype=torch.float64)[None].clone()
-        disc[0, j, j] = -1.0
-
-    def sampler(n: int, generator, dtype) -> Tensor:
-        theta = 2 * math.pi * torch.rand(n, generator=generator, dtype=torch.float64)
-        out = torch.eye(3, dtype=torch.float64).repeat(n, 1, 1)
-        c, s = torch.cos(theta), torch.sin(theta)
-        out[:, i, i], out[:, i, j], out[:, j, i], out[:, j, j] = c, -s, s, c
-        if reflections:
-            flip = torch.rand(n, generator=generator) < 0.5
-            out[flip, :, j] = -out[flip, :, j]
-        return out.to(dtype)
-
-    prefix = "o2" if reflections else "so2"
-    return MatrixGroup(f"{prefix}_{axis}", 3, lie, disc, sampler)
-
-
-def o2(axis: str = "z") -> MatrixGroup:
-    """O(2) acting on the plane orthogonal to ``axis`` of R^3 (rotations about it + a mirror)."""
-    return _planar(axis, reflections=True)
-
-
-def so2(axis: str = "z") -> MatrixGroup:
-    """SO(2): rotations of R^3 about ``axis``."""
-    return _planar(axis, reflections=False)
-
-
-def _log_uniform_scales(n: int, generator, max_log_scale: float) -> Tensor:
-    return torch.exp(
-        (2 * torch.rand(n, generator=generator, dtype=torch.float64) - 1) * max_log_scale
-    )
-
-
-def scaling(dim: int = 3, max_log_scale: float = math.log(2.0)) -> MatrixGroup:
-    """Positive scalings ``s I`` of R^d; samples ``log s ~ U(-max_log_scale, max_log_scale)``."""
-
-    def sampler(n: int, generator, dtype) -> Tensor:
-        s = _log_uniform_scales(n, generator, max_log_scale)
-        return (s[:, None, None] * torch.eye(dim, dtype=torch.float64)).to(dtype)
-
-    return MatrixGroup(
-        "scaling", dim, torch.eye(dim, dtype=torch.float64)[None], _none(dim), sampler
-    )
-
-
-def rotation_scaling(dim: int = 3, max_log_scale: float = math.log(2.0)) -> MatrixGroup:
-    """SO(d) x R_{>0}: rotations composed with positive scalings."""
-
-    def sampler(n: int, generator, dtype) -> Tensor:
-        q = _haar_orthogonal(n, dim, generator, torch.float64, special=True)
-        s = _log_uniform_scales(n, generator, max_log_scale)
-        return (s[:, None, None] * q).to(dtype)
-
-    lie = torch.cat([_so_generators(dim), torch.eye(dim, dtype=torch.float64)[None]])
-    return MatrixGroup(f"so{dim}_scaling", dim, lie, _none(dim), sampler)
-
-
-def permutations(n_points: int) -> MatrixGroup:
-    """The symmetric group S_n permuting the coordinates of R^n (a transposition and a cycle)."""
-    if n_points < 2:
-        raise ValueError(f"permutations need n_points >= 2, got {n_points}")
-    eye = torch.eye(n_points, dtype=torch.float64)
-    swap = eye[[1, 0, *range(2, n_points)]]
-    cycle = eye[[*range(1, n_points), 0]]
-
-    def sampler(n: int, generator, dtype) -> Tensor:
-        perms = torch.stack([torch.randperm(n_points, generator=generator) for _ in range(n)])
-        return eye[perms].to(dtype)
-
-    return MatrixGroup(
-        f"s{n_points}", n_points, _none(n_points), torch.stack([swap, cycle]), sampler
-    )
-
-
-def trivial(dim: int = 3) -> MatrixGroup:
-    """The trivial group {I}: every linear map is equivariant."""
-    return MatrixGroup(
-        "trivial",
-        dim,
-        _none(dim),
-        _none(dim),
-        lambda n, g, dt: torch.eye(dim, dtype=dt).repeat(n, 1, 1),
-    )
-
-
-GROUP_NAMES = (
-    "o3",
-    "so3",
-    "o2_x",
-    "o2_y",
-    "o2_z",
-    "so2_x",
-    "so2_y",
-    "so2_z",
-    "scaling",
-    "so3_scaling",
-    "trivial",
-    "s<n>",
-)
-
-
-def get_group(spec: str | MatrixGroup) -> MatrixGroup:
-    """A group from its name (one of :data:`GROUP_NAMES`, e.g. ``"o2_z"``, ``"s5"``) or itself."""
-    if isinstance(spec, MatrixGroup):
-        return spec
-    if not isinstance(spec, str):
-        raise TypeError(f"expected a group name or MatrixGroup, got {type(spec).__name__}")
-    name = spec.lower()
-    simple = {
-        "o3": o3,
-        "so3": so3,
-        "scaling": scaling,
-        "so3_scaling": rotation_scaling,
-        "trivial": trivial,
-    }
-    if name in simple:
-        return simple[name]()
-    if name[:3] in ("o2_", "so2") and name.split("_")[-1] in _AXES and "_" in name:
-        head, axis = name.split("_")
-        if head == "o2":
-            return o2(axis)
-        if head == "so2":
-            return so2(axis)
-    if name.startswith("s") and name[1:].isdigit():
-        return permutations(int(name[1:]))
-    raise ValueError(f"unknown group {spec!r}: expected one of {GROUP_NAMES}")
 
 
 # ----------------------------------------------------------------------------------------------

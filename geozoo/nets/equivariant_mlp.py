@@ -33,8 +33,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from geozoo.groups import MatrixGroup, get_group
 from geozoo.groups.projection import equivariant_projector
-from geozoo.groups.representations import MatrixGroup, Rep, get_group, tensor_features
+from geozoo.groups.representations import Rep, tensor_features
 from geozoo.zoo.registry import register_model
 
 __all__ = [
@@ -90,8 +91,8 @@ class RepLinear(nn.Module):
             raise ValueError(f"mode {mode!r} needs a group for its projector")
         self.rep_in, self.rep_out, self.dim, self.mode = rep_in, rep_out, dim, mode
         self.group = get_group(group) if group is not None else None
-        if self.group is not None and self.group.dim != dim:
-            raise ValueError(f"group {self.group.name} acts on R^{self.group.dim}, not R^{dim}")
+        if self.group is not None and self.group.n != dim:
+            raise ValueError(f"group {self.group.name} acts on R^{self.group.n}, not R^{dim}")
         n_in, n_out = rep_in.size(dim), rep_out.size(dim)
         self.weight = nn.Parameter(torch.empty(n_out, n_in))
         nn.init.orthogonal_(self.weight)

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from geozoo.groups import Cyclic, get_group
 from geozoo.nn.checks import check_images
 from geozoo.nn.steerable import FiberPool, SteerableConvBlock, field_type, import_escnn
 from geozoo.nn.steerable import steerable_gspace as _gspace
@@ -31,13 +32,13 @@ __all__ = ["SteerableCNN", "group_order", "steerable_c8_rotmnist", "steerable_d4
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 
 
-def group_order(group: str) -> int:
-    """Order of ``"cN"`` (N) or ``"dN"`` (2N) without importing escnn."""
-    name = group.lower()
-    if len(name) > 1 and name[0] in "cd" and name[1:].isdigit() and int(name[1:]) >= 1:
-        n = int(name[1:])
-        return n if name[0] == "c" else 2 * n
-    raise ValueError(f"group must be 'cN' or 'dN' with N >= 1, got {group!r}")
+def group_order(group: str | Cyclic) -> int:
+    """Order of C_N (N) or D_N (2N), from a name (``"c8"``, ``"d4"``) or a value, without
+    importing escnn."""
+    value = get_group(group)
+    if not isinstance(value, Cyclic):  # Dihedral is a Cyclic subclass
+        raise ValueError(f"group must be 'cN' or 'dN' with N >= 1, got {group!r}")
+    return value.order
 
 
 class SteerableCNN(nn.Module):

@@ -1,4 +1,5 @@
-"""Layers a user imports into their own architectures."""
+"""Layers a user imports into their own architectures, and :class:`RiemannianAdam` for their
+manifold parameters (loaded on first use: it imports geoopt)."""
 
 from geozoo.nn.affine_conv import (
     AffineGroupConv2d,
@@ -27,6 +28,16 @@ __all__ = [
     "OrthogonalLinear",
     "ReducedSelfAttention",
     "ReducedTransformerBlock",
+    "RiemannianAdam",
     "SteerableConvBlock",
     "check_images",
 ]
+
+
+def __getattr__(name: str):
+    # geoopt takes ~0.8 s to import: only the optimizer's first lookup pays for it
+    if name == "RiemannianAdam":
+        from geozoo.nn.optim import RiemannianAdam
+
+        return RiemannianAdam
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

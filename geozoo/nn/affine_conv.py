@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from geozoo.groups import SL, SO, GLPlus, PolarGroup, RotationScaling
+from geozoo.groups import PolarGroup, get_group
 
 __all__ = [
     "AffineGroupConv2d",
@@ -47,24 +47,24 @@ __all__ = [
     "make_group",
 ]
 
-_GROUPS = {
-    "gl2": GLPlus,
-    "sl2": SL,
-    "so2": SO,
-    "rs2": RotationScaling,
-}
-
 
 def make_group(group: str | PolarGroup, pd_scale: float = 0.25) -> PolarGroup:
-    """A 2D group from a value or one of the names ``gl2``, ``sl2``, ``so2``, ``rs2``."""
-    if isinstance(group, PolarGroup):
-        if group.n != 2 or not group.rotation:
-            raise ValueError(f"expected a 2x2 group with a rotation factor, got {group!r}")
-        return group
-    key = str(group).lower()
-    if key not in _GROUPS:
-        raise ValueError(f"unknown group {group!r}: expected one of {sorted(_GROUPS)}")
-    return SO(2) if key == "so2" else _GROUPS[key](2, pd_scale=pd_scale)
+    """The group of the layers: a value, or a name for :func:`geozoo.groups.get_group`
+    (``gl2``, ``sl2``, ``so2``, ``rs2`` / ``so2_scaling``); it must be a group of 2 x 2
+    matrices with a rotation factor.
+
+    A name gets the layers' sampler: log-normal positive factors of width ``pd_scale`` (the
+    paper's Sec. 4 substitute for the infinite Haar measure); a value is used as it is.
+    """
+    value = get_group(group)
+    if not (isinstance(value, PolarGroup) and value.n == 2 and value.rotation):
+        raise ValueError(
+            "the affine layers need a group of 2 x 2 matrices with a rotation factor ('gl2', "
+            f"'sl2', 'so2', 'rs2' or such a PolarGroup), got {group!r}"
+        )
+    if isinstance(group, str) and value.positive != "none":
+        value = get_group(group, pd_scale=pd_scale)
+    return value  # type: ignore[return-value]
 
 
 def _inv2(m: Tensor) -> tuple[Tensor, Tensor]:

@@ -1,11 +1,12 @@
 """Layers whose weights live on Riemannian manifolds, as ``geoopt.ManifoldParameter``s.
 
-Optimise them with ``geoopt.optim.RiemannianAdam`` / ``RiemannianSGD`` (Becigneul & Ganea,
-ICLR 2019, "Riemannian Adaptive Optimization Methods"): each step projects the Euclidean
-gradient onto the tangent space and retracts back onto the manifold, so the constraint holds
-exactly (up to rounding) after every step, unlike a penalty. In YAML::
+Optimise them with :class:`geozoo.nn.RiemannianAdam` (geoopt's ``RiemannianAdam`` with an
+explicit signature) or geoopt's ``RiemannianSGD`` (Becigneul & Ganea, ICLR 2019, "Riemannian
+Adaptive Optimization Methods"): each step projects the Euclidean gradient onto the tangent
+space and retracts back onto the manifold, so the constraint holds exactly (up to rounding)
+after every step, unlike a penalty. In YAML::
 
-    optimizer: {class_path: geoopt.optim.RiemannianAdam, init_args: {lr: 0.01}}
+    optimizer: {class_path: geozoo.nn.RiemannianAdam, init_args: {lr: 0.01}}
 
 Plain parameters in the same model are treated as Euclidean by the same optimizer. With a plain
 ``torch.optim`` optimizer the constraint is NOT maintained (use :meth:`project_` to repair).
@@ -20,20 +21,17 @@ Plain parameters in the same model are treated as Euclidean by the same optimize
 
 from __future__ import annotations
 
-import importlib.abc
-import importlib.util
-import inspect
 import math
-import sys
 
 import torch
 from torch import Tensor, nn
+
+from geozoo.groups.haar import haar_orthogonal
 
 __all__ = [
     "MahalanobisDistance",
     "OrthogonalLinear",
     "OrthogonalMLP",
-    "declare_geoopt_signatures",
     "manifold_violation",
 ]
 
@@ -44,64 +42,6 @@ def _geoopt():
     except ImportError as error:  # pragma: no cover - geoopt is a core dependency
         raise ImportError("Riemannian layers need geoopt: `pip install geoopt`") from error
     return geoopt
-
-
-def declare_geoopt_signatures(radam_class: type | None = None) -> None:
-    """Give ``geoopt.optim.RiemannianAdam.__init__`` an explicit signature (Adam's parameters
-    plus ``stabilize``) so that LightningCLI / jsonargparse can use it as an optimizer factory.
-
-    geoopt declares it as ``(self, *args, stabilize=None, **kwargs)``; jsonargparse then treats
-    ``params`` as a required YAML argument and rejects
-    ``optimizer: {class_path: geoopt.optim.RiemannianAdam, init_args: {lr: 0.01}}``. Only the
-    introspected signature changes; the class behaves exactly as before. Importing
-    :mod:`geozoo.nn` arranges for this to run when geoopt's optimizers are first imported (geoopt
-    itself is not imported then: it takes seconds). Idempotent.
-    """
-    if radam_class is None:
-        from geoopt.optim import RiemannianAdam as radam_class
-    init = radam_class.__init__
-    current = inspect.signature(init)
-    if not any(p.kind is p.VAR_POSITIONAL for p in current.parameters.values()):
-        return
-    adam = inspect.signature(torch.optim.Adam.__init__)
-    stabilize = inspect.Parameter("stabilize", inspect.Parameter.KEYWORD_ONLY, default=None)
-    parameters = [*adam.parameters.values()]
-    keyword_only = [p for p in parameters if p.kind is p.KEYWORD_ONLY]
-    positional = [p for p in parameters if p.kind is not p.KEYWORD_ONLY]
-    init.__signature__ = adam.replace(parameters=[*positional, stabilize, *keyword_only])
-
-
-class _GeooptSignatureHook(importlib.abc.MetaPathFinder):
-    """Runs :func:`declare_geoopt_signatures` right after ``geoopt.optim.radam`` is imported."""
-
-    target = "geoopt.optim.radam"
-
-    def find_spec(self, name, path=None, target=None):
-        if name != self.target:
-            return None
-        sys.meta_path.remove(self)  # one-shot: let the normal finders locate the module
-        spec = importlib.util.find_spec(name)
-        if spec is None or spec.loader is None:
-            return spec
-        loader_exec = spec.loader.exec_module
-
-        def exec_module(module):
-            loader_exec(module)
-            declare_geoopt_signatures(module.RiemannianAdam)
-
-        spec.loader.exec_module = exec_module
-        return spec
-
-
-def _install_geoopt_hook() -> None:
-    module = sys.modules.get(_GeooptSignatureHook.target)
-    if module is not None:
-        declare_geoopt_signatures(module.RiemannianAdam)
-    elif not any(isinstance(f, _GeooptSignatureHook) for f in sys.meta_path):
-        sys.meta_path.insert(0, _GeooptSignatureHook())
-
-
-_install_geoopt_hook()
 
 
 class OrthogonalLinear(nn.Module):
@@ -123,8 +63,7 @@ class OrthogonalLinear(nn.Module):
         geoopt = _geoopt()
         self.in_features, self.out_features, self.gain = in_features, out_features, gain
         n, p = max(in_features, out_features), min(in_features, out_features)
-        q, r = torch.linalg.qr(torch.randn(n, p))
-        q = q * torch.sign(torch.diagonal(r)).unsqueeze(0)
+        q = haar_orthogonal(1, n, columns=p)[0]  # a uniformly random point of St(n, p)
         self.factor = geoopt.ManifoldParameter(q, manifold=geoopt.Stiefel())
         self.bias = nn.Parameter(torch.zeros(out_features)) if bias else None
 

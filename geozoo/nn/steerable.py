@@ -11,29 +11,36 @@ group choices on the plane:
 * ``"so2"``: all rotations, fields that are sums of the irreps of frequency 0..L
   (band-limited), with a norm nonlinearity that acts on each field's norm only.
 
-Everything here imports escnn lazily through :func:`import_escnn`, which first points escnn's
-on-disk cache (joblib) at a writable folder outside the package (``$GEOZOO_ESCNN_CACHE``, else
-``~/.cache/geozoo/escnn``) and makes its numerical kernel-basis solver deterministic. Networks
-built from these blocks are exported to plain torch modules for inference (``export()``), so
-loading a pretrained zoo model needs neither escnn nor any basis computation.
+Everything here imports escnn lazily through :func:`import_escnn` and leaves escnn as it is
+for other code in the process: escnn's own settings are changed only inside geozoo's calls
+(:func:`escnn_scope`) or where escnn offers a setting (its cache path, see
+:func:`import_escnn`). Networks built from these blocks are exported to plain torch modules for
+inference (``export()``), so loading a pretrained zoo model needs neither escnn nor any basis
+computation.
 """
 
 from __future__ import annotations
 
-import importlib
+import contextlib
+import importlib.abc
+import importlib.util
 import os
 import sys
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from torch import Tensor, nn
+
+from geozoo.groups import SO, Cyclic, Dihedral, MatrixGroup, get_group
 
 __all__ = [
     "FiberPool",
     "SteerableConvBlock",
     "basis_backend",
     "escnn_cache_dir",
+    "escnn_scope",
     "fiber_size",
     "field_type",
     "import_escnn",
@@ -42,33 +49,59 @@ __all__ = [
 
 
 def escnn_cache_dir() -> Path:
-    """Where escnn's joblib cache goes: ``$GEOZOO_ESCNN_CACHE`` or ``~/.cache/geozoo/escnn``."""
+    """Where geozoo points escnn's joblib cache when escnn's own location cannot be used or the
+    user asks for another: ``$GEOZOO_ESCNN_CACHE`` or ``~/.cache/geozoo/escnn``."""
     env = os.environ.get("GEOZOO_ESCNN_CACHE")
     return Path(env) if env else Path.home() / ".cache" / "geozoo" / "escnn"
 
 
-def import_escnn() -> Any:
-    """Import escnn with its cache outside the package and a deterministic basis solver.
+def _cache_location(package_dir: Path) -> Path | None:
+    """``None`` to keep escnn's own cache (``<escnn>/group/_cache``), else the folder to use:
+    the one ``$GEOZOO_ESCNN_CACHE`` names, or :func:`escnn_cache_dir` when escnn's own cannot
+    be written (a read-only install, where a plain ``import escnn`` fails)."""
+    if os.environ.get("GEOZOO_ESCNN_CACHE"):
+        return escnn_cache_dir()
+    own = package_dir / "group" / "_cache"
+    probe = own if own.exists() else own.parent
+    return None if os.access(probe, os.W_OK) else escnn_cache_dir()
 
-    escnn 1.0 fixes its cache at ``<site-packages>/escnn/group/_cache`` when its modules are
-    imported (a read-only install then fails). This wraps the import so every joblib ``Memory``
-    created for a location inside the escnn package uses :func:`escnn_cache_dir` instead.
-    It also replaces escnn's randomized SVD in the numerical null-space solver (random, and
-    rejected by scikit-learn >= 1.6 for ``np.matrix`` input) with an exact SVD.
+
+class _CachePathSetter(importlib.abc.MetaPathFinder):
+    """Gives ``escnn.group.__cache_path__`` (escnn's cache setting, which its modules read once
+    when they are imported) the value ``location`` as soon as ``escnn.group`` has defined it and
+    before its submodules read it. Finds no module itself; only active during
+    :func:`import_escnn`'s import statement."""
+
+    def __init__(self, location: str) -> None:
+        self.location = location
+        self.default: str | None = None
+
+    def find_spec(self, name, path=None, target=None):
+        package = sys.modules.get("escnn.group")
+        if package is not None and name.startswith("escnn.group."):
+            if self.default is None:
+                self.default = package.__cache_path__
+            package.__cache_path__ = self.location
+        return None
+
+
+def import_escnn() -> Any:
+    """Import escnn, with its on-disk cache outside the package only where that is needed.
+
+    escnn 1.0 builds its joblib caches while it is imported, at ``escnn.group.__cache_path__``
+    (``<site-packages>/escnn/group/_cache``, fixed in its ``__init__``; a read-only install then
+    cannot import escnn at all). If escnn is already imported, it is returned untouched.
+    Otherwise geozoo keeps escnn's own location unless ``$GEOZOO_ESCNN_CACHE`` is set or that
+    location is not writable; then it sets escnn's ``__cache_path__`` to :func:`escnn_cache_dir`
+    for the duration of the import only (the caches escnn creates then live there; the
+    attribute is restored afterwards). No other library is touched.
 
     Returns:
         the ``escnn`` module. Raises ``ImportError`` with install instructions if missing.
     """
-    if "escnn" in sys.modules and sys.modules["escnn"] is not None:
-        module = sys.modules["escnn"]
-        _patch_numerical()
+    module = sys.modules.get("escnn")
+    if module is not None:
         return module
-    try:
-        import joblib
-    except ImportError as error:  # pragma: no cover - joblib comes with escnn's dependencies
-        raise ImportError("escnn needs joblib: `pip install joblib`") from error
-    cache = escnn_cache_dir()
-    cache.mkdir(parents=True, exist_ok=True)
     spec = importlib.util.find_spec("escnn")
     if spec is None or not spec.submodule_search_locations:
         raise ImportError(
@@ -77,31 +110,43 @@ def import_escnn() -> Any:
             "compiler and only speeds up SO(3) Clebsch-Gordan coefficients). Pretrained "
             "steerable zoo models load without escnn."
         )
-    package_dir = str(Path(next(iter(spec.submodule_search_locations))).resolve())
-    original_init = joblib.Memory.__init__
-
-    def redirected_init(self, location=None, *args, **kwargs):
-        if location is not None and str(Path(str(location)).resolve()).startswith(package_dir):
-            location = str(cache)
-        original_init(self, location, *args, **kwargs)
-
-    joblib.Memory.__init__ = redirected_init
+    location = _cache_location(Path(next(iter(spec.submodule_search_locations))).resolve())
+    setter = None
+    if location is not None:
+        location.mkdir(parents=True, exist_ok=True)
+        setter = _CachePathSetter(str(location))
+        sys.meta_path.insert(0, setter)
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*py3nj.*")
             import escnn
             import escnn.group
     finally:
-        joblib.Memory.__init__ = original_init
-    escnn.group.__cache_path__ = str(cache)
-    _patch_numerical()
+        if setter is not None:
+            sys.meta_path.remove(setter)
+            if setter.default is not None:
+                escnn.group.__cache_path__ = setter.default
     return escnn
 
 
-def _patch_numerical() -> None:
-    numerical = sys.modules.get("escnn.group._numerical")
-    if numerical is not None and getattr(numerical, "randomized_svd", None) is not None:
-        numerical.randomized_svd = None  # escnn then uses scipy's exact, deterministic SVD
+@contextlib.contextmanager
+def escnn_scope() -> Iterator[Any]:
+    """escnn's settings for geozoo's own basis computations, restored on exit.
+
+    Inside, escnn's numerical null-space solver uses scipy's exact SVD instead of
+    scikit-learn's randomized one (random, so bases would differ between runs, and rejected by
+    scikit-learn >= 1.6 for the ``np.matrix`` input escnn gives it, which breaks D_N bases).
+    Re-entrant; yields the ``escnn`` module. Every geozoo function that builds escnn groups,
+    field types or layers runs inside it.
+    """
+    escnn = import_escnn()
+    numerical = importlib.import_module("escnn.group._numerical")
+    previous = numerical.randomized_svd
+    numerical.randomized_svd = None
+    try:
+        yield escnn
+    finally:
+        numerical.randomized_svd = previous
 
 
 def basis_backend() -> dict[str, str]:
@@ -121,20 +166,23 @@ def basis_backend() -> dict[str, str]:
     return {"escnn": getattr(escnn, "__version__", "unknown"), "clebsch_gordan": cg}
 
 
-def steerable_gspace(group: str, max_frequency: int = 3) -> Any:
-    """The escnn gspace of ``group`` acting on the plane: ``"cN"``, ``"dN"`` or ``"so2"``.
+def steerable_gspace(group: str | MatrixGroup, max_frequency: int = 3) -> Any:
+    """The escnn gspace of ``group`` acting on the plane: ``Cyclic(N)`` (``"cN"``),
+    ``Dihedral(N)`` (``"dN"``) or ``SO(2)`` (``"so2"``), as values or names
+    (:func:`geozoo.groups.get_group`).
 
     ``max_frequency`` bounds the irreps of SO(2) used by its fields and kernels.
     """
-    escnn = import_escnn()
-    gspaces = escnn.gspaces
-    name = group.lower()
-    if name == "so2":
-        return gspaces.rot2dOnR2(N=-1, maximum_frequency=max_frequency)
-    if len(name) > 1 and name[0] in "cd" and name[1:].isdigit() and int(name[1:]) >= 1:
-        n = int(name[1:])
-        return gspaces.rot2dOnR2(N=n) if name[0] == "c" else gspaces.flipRot2dOnR2(N=n)
-    raise ValueError(f"group must be 'cN', 'dN' (N >= 1) or 'so2', got {group!r}")
+    value = get_group(group)
+    with escnn_scope() as escnn:
+        gspaces = escnn.gspaces
+        if isinstance(value, Dihedral):
+            return gspaces.flipRot2dOnR2(N=value.rotations)
+        if isinstance(value, Cyclic):
+            return gspaces.rot2dOnR2(N=value.rotations)
+        if value == SO(2):
+            return gspaces.rot2dOnR2(N=-1, maximum_frequency=max_frequency)
+    raise ValueError(f"steerable layers need 'cN', 'dN' (N >= 1) or 'so2', got {group!r}")
 
 
 def field_type(gspace: Any, fields: int, kind: str = "regular", max_frequency: int = 3) -> Any:
@@ -145,7 +193,12 @@ def field_type(gspace: Any, fields: int, kind: str = "regular", max_frequency: i
             ``"irreps"`` (the direct sum of the irreps of frequency 0..``max_frequency``;
             for SO(2)).
     """
-    escnn = import_escnn()
+    with escnn_scope() as escnn:
+        rep = _representation(escnn, gspace, kind, max_frequency)
+        return escnn.nn.FieldType(gspace, fields * [rep])
+
+
+def _representation(escnn: Any, gspace: Any, kind: str, max_frequency: int) -> Any:
     if kind == "trivial":
         rep = gspace.trivial_repr
     elif kind == "regular":
@@ -158,7 +211,7 @@ def field_type(gspace: Any, fields: int, kind: str = "regular", max_frequency: i
         rep = escnn.group.directsum(irreps, name=f"irreps_0_{max_frequency}")
     else:
         raise ValueError(f"kind must be 'trivial', 'regular' or 'irreps', got {kind!r}")
-    return escnn.nn.FieldType(gspace, fields * [rep])
+    return rep
 
 
 def fiber_size(gspace: Any, kind: str = "regular", max_frequency: int = 3) -> int:
@@ -197,25 +250,26 @@ class SteerableConvBlock(nn.Module):
         max_frequency: int = 3,
     ) -> None:
         super().__init__()
-        escnn = import_escnn()
-        enn = escnn.nn
         if kernel_size % 2 != 1:
             raise ValueError(f"kernel_size must be odd to keep the size, got {kernel_size}")
-        out_type = field_type(in_type.gspace, fields, kind, max_frequency)
-        layers = [enn.R2Conv(in_type, out_type, kernel_size, padding=kernel_size // 2, bias=False)]
-        if kind == "regular":
-            layers += [enn.InnerBatchNorm(out_type), enn.ReLU(out_type, inplace=True)]
-            if pool:
-                layers.append(enn.PointwiseMaxPool2D(out_type, 2))
-        else:
-            layers += [
-                enn.IIDBatchNorm2d(out_type),
-                enn.NormNonLinearity(out_type, "n_relu", bias=True),
-            ]
-            if pool:
-                layers.append(enn.NormMaxPool(out_type, 2))
-        self.in_type, self.out_type, self.kind = in_type, out_type, kind
-        self.layers = enn.SequentialModule(*layers)
+        with escnn_scope() as escnn:
+            enn = escnn.nn
+            out_type = field_type(in_type.gspace, fields, kind, max_frequency)
+            conv = enn.R2Conv(in_type, out_type, kernel_size, padding=kernel_size // 2, bias=False)
+            layers = [conv]
+            if kind == "regular":
+                layers += [enn.InnerBatchNorm(out_type), enn.ReLU(out_type, inplace=True)]
+                if pool:
+                    layers.append(enn.PointwiseMaxPool2D(out_type, 2))
+            else:
+                layers += [
+                    enn.IIDBatchNorm2d(out_type),
+                    enn.NormNonLinearity(out_type, "n_relu", bias=True),
+                ]
+                if pool:
+                    layers.append(enn.NormMaxPool(out_type, 2))
+            self.in_type, self.out_type, self.kind = in_type, out_type, kind
+            self.layers = enn.SequentialModule(*layers)
 
     def forward(self, x: Any) -> Any:
         if x.type != self.in_type:
@@ -228,7 +282,8 @@ class SteerableConvBlock(nn.Module):
         """The plain torch ``nn.Sequential`` computing the same function (call in eval mode)."""
         if self.training:
             raise RuntimeError("export() in eval mode: call block.eval() first")
-        return self.layers.export()
+        with escnn_scope():
+            return self.layers.export()
 
 
 class FiberPool(nn.Module):

@@ -39,8 +39,9 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
+from geozoo.groups import MatrixGroup, get_group
 from geozoo.groups.projection import SparseLinearMap, sparse_projector
-from geozoo.groups.representations import MatrixGroup, Rep, Scalar, get_group
+from geozoo.groups.representations import Rep, Scalar
 from geozoo.objectives.base import Objective, ObjectiveOutput, StepContext
 from geozoo.objectives.sample_actions import (
     RepresentationAction,

@@ -35,7 +35,7 @@ class ObjectiveTask(L.LightningModule):
         network: any ``nn.Module``; tuple/list inputs are unpacked as ``network(*inputs)``.
         objectives: the training objectives (subclasses provide a default).
         optimizer: optimizer factory (``class_path``/``init_args`` in YAML; default Adam, lr 1e-3;
-            ``geoopt.optim.RiemannianAdam`` works for manifold parameters).
+            ``geozoo.nn.RiemannianAdam`` for manifold parameters).
         lr_scheduler: optional scheduler factory; ``ReduceLROnPlateau`` monitors ``val/loss``.
     """
 

@@ -30,7 +30,7 @@ class RegressionTask(ObjectiveTask):
         network: any ``nn.Module``.
         objectives: the training objectives (default ``[MeanSquaredError()]``).
         optimizer: optimizer factory (``class_path``/``init_args`` in YAML; default Adam, lr 1e-3;
-            e.g. ``geoopt.optim.RiemannianAdam``).
+            e.g. ``geozoo.nn.RiemannianAdam``).
         lr_scheduler: optional scheduler factory; ``ReduceLROnPlateau`` monitors ``val/loss``.
         ade_dims: log the average displacement error of trajectories with this many coordinates
             per point.

@@ -15,7 +15,7 @@ from geozoo.groups import (
     GLPlus,
     RotationScaling,
     UnitPD,
-    haar_so,
+    haar_orthogonal,
     polar,
 )
 from geozoo.groups.linalg import so_hat, sym_hat, sym_vee
@@ -183,7 +183,7 @@ def _ks_statistic(samples: torch.Tensor, cdf) -> float:
 
 
 def test_haar_so2_angles_uniform():
-    r = haar_so(4000, 2, torch.Generator().manual_seed(0), DT)
+    r = haar_orthogonal(4000, 2, torch.Generator().manual_seed(0), DT, det=1)
     theta = torch.atan2(r[:, 1, 0], r[:, 0, 0])
     stat = _ks_statistic(theta, lambda t: (t + math.pi) / (2 * math.pi))
     assert stat < 1.63 / math.sqrt(4000)  # KS critical value at alpha = 1%
@@ -193,7 +193,7 @@ def test_haar_so3_angle_distribution_and_moments():
     """Haar on SO(3): the rotation angle has density (1 - cos t) / pi on [0, pi], i.e. CDF
     (t - sin t) / pi; entries have E[R_ij^2] = 1/3 and E[tr R] = 0, E[(tr R)^2] = 1."""
     m = 4000
-    r = haar_so(m, 3, torch.Generator().manual_seed(1), DT)
+    r = haar_orthogonal(m, 3, torch.Generator().manual_seed(1), DT, det=1)
     assert bool((torch.linalg.det(r) > 0).all())
     trace = torch.diagonal(r, dim1=-2, dim2=-1).sum(-1)
     angle = torch.acos(((trace - 1) / 2).clamp(-1, 1))

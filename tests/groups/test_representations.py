@@ -47,7 +47,7 @@ def test_drho_is_the_derivative_of_rho(name: str) -> None:
 def test_act_matches_dense_rho(name: str) -> None:
     group = get_group(name)
     g = group.sample(5, _gen(3), torch.float64)
-    x = torch.randn(5, REP.size(group.dim), generator=_gen(4), dtype=torch.float64)
+    x = torch.randn(5, REP.size(group.n), generator=_gen(4), dtype=torch.float64)
     expected = torch.einsum("nij,nj->ni", REP.rho(g), x)
     torch.testing.assert_close(REP.act(g, x), expected, rtol=1e-12, atol=1e-12)
 
@@ -102,5 +102,5 @@ def test_rep_algebra_and_errors() -> None:
         rep.act(torch.eye(3), torch.zeros(2, 7))
     with pytest.raises(ValueError, match="unknown group"):
         get_group("o4_q")
-    assert get_group("o2_x").name == "o2_x" and get_group("s4").dim == 4
+    assert get_group("o2_x").name == "o2_x" and get_group("s4").n == 4
     assert get_group("o3") == get_group("o3") and get_group("o3") != get_group("so3")

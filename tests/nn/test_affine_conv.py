@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from geozoo.groups import GLPlus
+from geozoo.groups import SL, SO, GLPlus, RotationScaling, get_group
 from geozoo.nn.affine_conv import (
     AffineGroupConv2d,
     AffineLiftingConv2d,
@@ -24,6 +24,7 @@ from geozoo.nn.affine_conv import (
     GroupLayerNorm,
     GroupPool,
     group_max_pool2d,
+    make_group,
 )
 from geozoo.testing import affine, equivariance_error, rot90
 
@@ -218,8 +219,12 @@ def test_shape_errors_name_expected_shape():
         layer(torch.zeros(1, 4, 2, 8, 8), sampler())
     with pytest.raises(ValueError, match=r"\(G, 2, 2\)"):
         layer(torch.zeros(1, 4, 3, 8, 8), torch.zeros(4, 3, 3))
-    with pytest.raises(ValueError, match="unknown group"):
-        AffineSampler("gl3")
+    with pytest.raises(ValueError, match="unknown group 'gl2x'"):
+        AffineSampler("gl2x")
+    with pytest.raises(ValueError, match="2 x 2 matrices with a rotation factor"):
+        AffineSampler("gl3")  # a group, but not one of the plane's
+    with pytest.raises(ValueError, match="2 x 2 matrices with a rotation factor"):
+        AffineSampler("c8")  # finite: no rotation factor to sample
 
 
 def test_eval_kernels_cached_until_weights_change():
@@ -360,3 +365,16 @@ def test_group_layer_norm_is_per_image():
     out = norm(x)
     torch.testing.assert_close(norm(x[:1]), out[:1])  # independent of the rest of the batch
     torch.testing.assert_close(out.mean(dim=(1, 3, 4)), torch.zeros(4, 3), atol=1e-5, rtol=0)
+
+
+def test_layer_groups_come_from_the_one_vocabulary():
+    """Names resolve through geozoo.groups.get_group and get the layers' log-normal sampler of
+    width pd_scale; values are used as they are."""
+    assert make_group("so2") == get_group("so2") == SO(2)
+    assert make_group("GL2", pd_scale=0.3) == get_group("gl2", pd_scale=0.3)
+    assert make_group("sl2") == SL(2, pd_scale=0.25)
+    layers_rs2 = make_group("rs2", pd_scale=0.3)
+    assert layers_rs2 == RotationScaling(2, pd_scale=0.3) and layers_rs2.max_log_scale is None
+    assert layers_rs2.name == get_group("rs2").name == "so2_scaling"
+    value = SL(2, pd_scale=0.7)
+    assert make_group(value) is value

@@ -13,6 +13,7 @@ import torch
 
 pytest.importorskip("escnn")
 
+from geozoo.nn import steerable
 from geozoo.nn.steerable import (
     FiberPool,
     SteerableConvBlock,
@@ -132,26 +133,60 @@ def test_fiber_pool_against_loop_and_invariance():
 
 def test_bad_arguments():
     gspace = steerable_gspace("c4")
-    with pytest.raises(ValueError, match="'cN', 'dN'"):
+    with pytest.raises(ValueError, match=r"unknown group 'x3'.*c<N>, d<N>"):
         steerable_gspace("x3")
+    with pytest.raises(ValueError, match="'cN', 'dN'"):
+        steerable_gspace("gl2")  # a group, but not one of escnn's planar ones
     with pytest.raises(ValueError, match="finite group"):
         field_type(steerable_gspace("so2"), 1, "regular")
     with pytest.raises(ValueError, match="odd"):
         SteerableConvBlock(field_type(gspace, 1, "trivial"), 2, kernel_size=4)
 
 
-def test_escnn_cache_goes_outside_the_package(tmp_path):
+def test_escnn_cache_goes_where_asked_and_escnn_keeps_its_setting(tmp_path):
     code = (
+        "import os\n"
         "from geozoo.nn.steerable import import_escnn\n"
         "escnn = import_escnn()\n"
         "import escnn.group._clebsh_gordan as cg\n"
+        "import escnn.group.irrep as irrep\n"
         "print(cg.cache.location)\n"
+        "print(irrep.cache.location)\n"
         "print(escnn.group.__cache_path__)\n"
+        "print(os.path.join(os.path.dirname(escnn.group.__file__), '_cache'))\n"
     )
     env = {**os.environ, "GEOZOO_ESCNN_CACHE": str(tmp_path / "escnn-cache")}
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
     )
-    lines = out.stdout.strip().splitlines()
-    assert lines[-2].startswith(str(tmp_path / "escnn-cache")), lines
-    assert lines[-1] == str(tmp_path / "escnn-cache")
+    cg_location, irrep_location, cache_path, default = out.stdout.strip().splitlines()[-4:]
+    assert cg_location.startswith(str(tmp_path / "escnn-cache")), cg_location
+    assert irrep_location.startswith(str(tmp_path / "escnn-cache")), irrep_location
+    assert cache_path == default  # escnn's attribute is restored after the import
+
+
+def test_cache_location_keeps_escnns_own_unless_read_only_or_asked(tmp_path, monkeypatch):
+    package = tmp_path / "escnn"
+    (package / "group").mkdir(parents=True)
+    monkeypatch.delenv("GEOZOO_ESCNN_CACHE", raising=False)
+    assert steerable._cache_location(package) is None  # writable: escnn's own
+    monkeypatch.setattr(steerable.os, "access", lambda path, mode: False)  # read-only install
+    assert steerable._cache_location(package) == steerable.escnn_cache_dir()
+    monkeypatch.setenv("GEOZOO_ESCNN_CACHE", str(tmp_path / "mine"))
+    assert steerable._cache_location(package) == tmp_path / "mine"
+
+
+def test_escnn_scope_restores_the_solver():
+    import_escnn()
+    import escnn.group._numerical as numerical
+
+    before = numerical.randomized_svd
+    with steerable.escnn_scope():
+        assert numerical.randomized_svd is None
+        with steerable.escnn_scope():
+            assert numerical.randomized_svd is None
+        assert numerical.randomized_svd is None
+    assert numerical.randomized_svd is before
+    with pytest.raises(RuntimeError), steerable.escnn_scope():
+        raise RuntimeError("restored on errors too")
+    assert numerical.randomized_svd is before
