@@ -25,7 +25,6 @@ import lightning as L
 from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
 
-import geozoo.nn  # noqa: F401 - lets YAML configure geoopt.optim.RiemannianAdam (see geozoo.nn.riemannian)
 from geozoo.callbacks import PredictionWriter
 
 __all__ = ["GeozooCLI", "build_cli", "main", "zoo_main"]
