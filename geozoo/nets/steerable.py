@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from geozoo.groups import Cyclic, get_group
+from geozoo.groups import Cyclic, Dihedral, get_group
 from geozoo.nn.checks import check_images
 from geozoo.nn.steerable import FiberPool, SteerableConvBlock, field_type, import_escnn
 from geozoo.nn.steerable import steerable_gspace as _gspace
@@ -55,6 +55,12 @@ class SteerableCNN(nn.Module):
         dropout: before the linear head.
         mean, std: input normalisation.
         exported: build the plain-torch form (no escnn); see the module docstring.
+        invariance: ``"group"``: the head pools each field over the whole group, so the logits
+            are invariant under C_N or D_N. ``"rotations"``: for D_N, the head pools over the
+            rotations C_N only (:class:`geozoo.nn.FiberPool` with ``blocks=2``), so the logits
+            are rotation-invariant while a mirrored input stays a different input (digits are
+            not mirror-symmetric; Weiler & Cesa 2019, section 3.3, restrict D_N to C_N for
+            rotated MNIST). The same as ``"group"`` for C_N.
     """
 
     def __init__(
@@ -70,6 +76,7 @@ class SteerableCNN(nn.Module):
         mean: float = MNIST_MEAN,
         std: float = MNIST_STD,
         exported: bool = False,
+        invariance: str = "group",
     ) -> None:
         super().__init__()
         widths, kernel_sizes, pools = list(widths), list(kernel_sizes), list(pools)
@@ -78,6 +85,8 @@ class SteerableCNN(nn.Module):
                 f"widths, kernel_sizes and pools must have the same non-zero length, got "
                 f"{len(widths)}, {len(kernel_sizes)} and {len(pools)}"
             )
+        if invariance not in ("group", "rotations"):
+            raise ValueError(f"invariance must be 'group' or 'rotations', got {invariance!r}")
         self.config: dict[str, Any] = {
             "group": group,
             "widths": widths,
@@ -89,6 +98,7 @@ class SteerableCNN(nn.Module):
             "dropout": dropout,
             "mean": mean,
             "std": std,
+            "invariance": invariance,
         }
         self.order = group_order(group)
         self.in_channels, self.input_size = in_channels, tuple(input_size)
@@ -102,12 +112,13 @@ class SteerableCNN(nn.Module):
             self.body = self._plain_body()
         else:
             self.body, self.in_type = self._escnn_body(group)
+        blocks = 2 if invariance == "rotations" and isinstance(get_group(group), Dihedral) else 1
         self.head = nn.Sequential(
-            FiberPool(self.order, "max"),
+            FiberPool(self.order, "max", blocks),
             nn.AdaptiveAvgPool2d(1),
             nn.Flatten(),
             nn.Dropout(dropout),
-            nn.Linear(widths[-1], num_classes),
+            nn.Linear(widths[-1] * blocks, num_classes),
         )
 
     def _escnn_body(self, group: str) -> tuple[nn.Module, Any]:

@@ -287,17 +287,27 @@ class SteerableConvBlock(nn.Module):
 
 
 class FiberPool(nn.Module):
-    """Invariant pooling over the fiber of regular fields: ``(N, F * |G|, H, W) -> (N, F, H, W)``
-    by max (or mean) over each field's ``|G|`` channels, which the group permutes.
+    """Pooling over the fiber of regular fields: ``(N, F * |G|, H, W) -> (N, F * blocks, H, W)``
+    by max (or mean) over each of a field's ``blocks`` equal runs of channels.
+
+    With ``blocks=1`` the pooled features are invariant under the whole group, which permutes
+    each fiber. For a dihedral group D_N, escnn orders the regular fiber as the N rotations and
+    then the N reflected rotations; rotations permute channels within each run and reflections
+    swap the runs, so ``blocks=2`` gives features invariant under the rotations C_N that a
+    reflection swaps (the restriction D_N -> C_N of Weiler & Cesa, NeurIPS 2019, section 3.3).
 
     Plain torch, so it runs on exported networks without escnn.
     """
 
-    def __init__(self, group_order: int, reduction: str = "max") -> None:
+    def __init__(self, group_order: int, reduction: str = "max", blocks: int = 1) -> None:
         super().__init__()
         if reduction not in ("max", "mean"):
             raise ValueError(f"reduction must be 'max' or 'mean', got {reduction!r}")
-        self.group_order, self.reduction = int(group_order), reduction
+        if blocks < 1 or group_order % blocks:
+            raise ValueError(
+                f"blocks must divide the group order {group_order}, got blocks={blocks}"
+            )
+        self.group_order, self.reduction, self.blocks = int(group_order), reduction, int(blocks)
 
     def forward(self, x: Tensor) -> Tensor:
         n, c, *spatial = x.shape
@@ -305,8 +315,9 @@ class FiberPool(nn.Module):
             raise ValueError(
                 f"expected channels divisible by the group order {self.group_order}, got {c}"
             )
-        fibers = x.reshape(n, c // self.group_order, self.group_order, *spatial)
+        run = self.group_order // self.blocks
+        fibers = x.reshape(n, c // run, run, *spatial)
         return fibers.amax(2) if self.reduction == "max" else fibers.mean(2)
 
     def extra_repr(self) -> str:
-        return f"group_order={self.group_order}, reduction={self.reduction!r}"
+        return f"group_order={self.group_order}, reduction={self.reduction!r}, blocks={self.blocks}"
