@@ -156,7 +156,7 @@ class PointCloudAction(SampleAction):
     def draw(
         self, inputs: Tensor, network: nn.Module, generator: torch.Generator | None = None
     ) -> tuple[Action, Action]:
-        d = self.group.dim
+        d = self.group.n  # the space it acts on (``dim`` is the Lie-group dimension)
         if inputs.dim() < 2 or inputs.shape[-1] != d:
             raise ValueError(
                 f"{self.name} acts on points in R^{d}: expected inputs (N, K, {d}), got "

@@ -128,6 +128,23 @@ def test_point_clouds_invariant_and_equivariant_outputs() -> None:
     assert value(Centroid()) > 1e-2  # an equivariant output is not invariant
 
 
+@pytest.mark.parametrize("group", ["o2_z", "so2_x", "so3_scaling", "trivial"])
+def test_point_clouds_any_group_acting_on_r3(group) -> None:
+    # the space a group acts on is group.n; group.dim (its Lie dimension) is 1, 1, 4, 0 here
+    points = torch.randn(4, 5, 3, dtype=torch.float64)
+
+    class Centroid(torch.nn.Module):  # equivariant under every linear map
+        def forward(self, x):
+            return x.mean(1)
+
+    objective = SampleEquivarianceRegularizer(group, inputs="points", rep_out=Vector)
+    net = Centroid()
+    ctx = StepContext(inputs=points, targets=None, outputs=net(points), network=net)
+    assert float(objective(ctx).loss) < 1e-24
+    with pytest.raises(ValueError, match=r"R\^3: expected inputs \(N, K, 3\)"):
+        objective(StepContext(inputs=points[..., :2], targets=None, outputs=None, network=net))
+
+
 def test_representations_from_the_network_or_given() -> None:
     torch.manual_seed(0)
     net = PlainMLP([0, 2], [0, 1], width=8, num_layers=2).double()
