@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from geozoo.groups import SO, Cyclic, Dihedral
 from geozoo.groups.representations import Vector
 from geozoo.nets import PlainCNN
 from geozoo.nets.equivariant_mlp import PlainMLP
@@ -16,8 +17,9 @@ from geozoo.objectives import (
     StepContext,
     TransformAction,
 )
+from geozoo.objectives.sample_actions import RandomRotationAction, image_action, image_elements
 from geozoo.tasks import ClassificationTask, RegressionTask
-from geozoo.testing import equivariance_error, flip, rot90
+from geozoo.testing import d4_elements, equivariance_error, flip, rot90
 
 
 @pytest.fixture
@@ -84,7 +86,8 @@ def test_missing_action_fails_when_the_task_is_built_not_at_the_first_step() -> 
 @pytest.mark.parametrize(
     ("kwargs", "error", "message"),
     [
-        ({"groups": ["c5"], "inputs": "images"}, ValueError, "unknown image group 'c5'"),
+        ({"groups": ["c5"], "inputs": "images"}, ValueError, "'c5' does not act exactly on"),
+        ({"groups": ["c4x"], "inputs": "images"}, ValueError, "unknown image group 'c4x'"),
         ({"groups": ["c4"], "inputs": "pixels"}, ValueError, "inputs must be one of"),
         ({"groups": ["o3"], "rep_in": [0, 1]}, ValueError, "give both rep_in and rep_out"),
         ({"groups": ["o3"], "inputs": "points", "rep_in": [1]}, ValueError, "rep_out only"),
@@ -194,6 +197,24 @@ def test_recipe_builds_a_regularized_cnn(tmp_path) -> None:
     )
     values = regularizer.penalties(ctx)
     assert values.shape == (3,) and bool((values > 0).all())
+
+
+def test_image_groups_are_named_as_everywhere_in_geozoo() -> None:
+    # the names of geozoo.groups.get_group, and its values: D1 is the mirror about the x axis
+    assert [t.name for t in image_elements("c4")] == [f"rot90(k={k})" for k in (1, 2, 3)]
+    assert [t.name for t in image_elements(Dihedral(4))] == [t.name for t in d4_elements()]
+    assert len(image_elements("d2")) == 3 and len(image_elements(Cyclic(2))) == 1
+    x = torch.rand(2, 1, 7, 7)
+    torch.testing.assert_close(image_elements("d1")[0](x), flip("vertical")(x))
+    assert isinstance(image_action("so2"), RandomRotationAction)
+    assert image_action(SO(2)).name == "so2" and image_action("rotations").name == "rotations"
+    regularizer = MixedSymmetryRegularizer(
+        ["C4", Dihedral(2), "flip"], form="sample", inputs="images"
+    )
+    assert regularizer.group_names == ["c4", "d2", "flip"]
+    for group in ("c1", "c8", "o2_z"):
+        with pytest.raises(ValueError, match="does not act exactly on the pixel grid"):
+            image_action(group)
 
 
 def test_image_regularizer_pickles_for_spawned_processes() -> None:
