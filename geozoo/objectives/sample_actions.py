@@ -210,8 +210,7 @@ class RandomRotationAction(SampleAction):
     """Image rotations by a uniform angle in [0, 360) (:func:`geozoo.testing.rotate`, resampled,
     so only approximate near the border) with invariant outputs: the group SO(2) (``"so2"``)."""
 
-    def __init__(self, name: str = "rotations") -> None:
-        self.name = name
+    name = "so2"
 
     def draw(
         self, inputs: Tensor, network: nn.Module, generator: torch.Generator | None = None
@@ -220,13 +219,13 @@ class RandomRotationAction(SampleAction):
         return rotate(angle), _identity
 
 
-#: Image symmetries named here because the group vocabulary has no name for them (``"d1"`` is the
-#: mirror across the horizontal axis, ``flip_vertical``; ``"rotations"`` is ``"so2"``).
-IMAGE_GROUPS = ("flip", "flip_vertical", "rotations")
+#: Image symmetries named here because the group vocabulary has no name for them: the single
+#: mirrors (``"d1"`` is the group of ``flip_vertical``, the mirror about the x axis).
+IMAGE_GROUPS = ("flip", "flip_vertical")
 
 _EXPECTED = (
-    "c2, c4, d1, d2, d4, flip, flip_vertical (exact on the pixel grid) or so2 / rotations "
-    "(resampled rotations by any angle)"
+    "c2, c4, d1, d2, d4, flip, flip_vertical (exact on the pixel grid) or so2 (resampled "
+    "rotations by any angle)"
 )
 
 
@@ -274,14 +273,11 @@ class ImageGroupAction(SampleAction):
 def image_action(group: str | MatrixGroup) -> SampleAction:
     """A group acting on images ``(N, C, H, W)`` with invariant outputs: one of
     :func:`image_elements` (exact on the pixel grid: ``"c2"``, ``"c4"``, ``"d1"``, ``"d2"``,
-    ``"d4"``, ``"flip"``, ``"flip_vertical"``) or ``"so2"`` / ``"rotations"`` (uniform angles,
-    resampled)."""
-    if group == "rotations":
-        return RandomRotationAction()
+    ``"d4"``, ``"flip"``, ``"flip_vertical"``) or ``"so2"`` (uniform angles, resampled)."""
     if not (isinstance(group, str) and group in IMAGE_GROUPS):
         with contextlib.suppress(ValueError):
             if get_group(group) == SO(2):
-                return RandomRotationAction(SO(2).name)
+                return RandomRotationAction()
     return ImageGroupAction(group)
 
 
