@@ -210,7 +210,7 @@ class RandomRotationAction(SampleAction):
     """Image rotations by a uniform angle in [0, 360) (:func:`geozoo.testing.rotate`, resampled,
     so only approximate near the border) with invariant outputs: the group SO(2) (``"so2"``)."""
 
-    name = "so2"
+    name, group = "so2", SO(2)
 
     def draw(
         self, inputs: Tensor, network: nn.Module, generator: torch.Generator | None = None
@@ -254,18 +254,23 @@ def image_elements(group: str | MatrixGroup) -> list[Transform]:
 
 class ImageGroupAction(SampleAction):
     """A group of :func:`image_elements` acting on images, with invariant outputs; each draw
-    picks one element for the batch. Holds only the group, so it pickles (``ddp_spawn``)."""
+    picks one element for the batch. Holds only the group, so it pickles (``ddp_spawn``).
+
+    Attributes:
+        group: the group value, ``None`` for the single mirrors ``"flip"``/``"flip_vertical"``.
+    """
 
     def __init__(self, group: str | MatrixGroup) -> None:
         image_elements(group)  # checked now
-        named = isinstance(group, str) and group in IMAGE_GROUPS
-        self.group = group
-        self.name = group if named else get_group(group).name  # type: ignore[assignment]
+        mirror = isinstance(group, str) and group in IMAGE_GROUPS
+        self._spec = group
+        self.group = None if mirror else get_group(group)
+        self.name = group if mirror else self.group.name  # type: ignore[union-attr,assignment]
 
     def draw(
         self, inputs: Tensor, network: nn.Module, generator: torch.Generator | None = None
     ) -> tuple[Action, Action]:
-        elements = image_elements(self.group)
+        elements = image_elements(self._spec)
         index = int(torch.randint(len(elements), (), generator=generator))
         return elements[index], _identity
 

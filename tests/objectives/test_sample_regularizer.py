@@ -212,6 +212,8 @@ def test_image_groups_are_named_as_everywhere_in_geozoo() -> None:
         ["C4", Dihedral(2), "flip"], form="sample", inputs="images"
     )
     assert regularizer.group_names == ["c4", "d2", "flip"]
+    assert regularizer.groups == [Cyclic(4), Dihedral(2), None]
+    assert MixedSymmetryRegularizer(["so2"], form="sample", inputs="images").groups == [SO(2)]
     for group in ("c1", "c8", "o2_z"):
         with pytest.raises(ValueError, match="does not act exactly on the pixel grid"):
             image_action(group)
