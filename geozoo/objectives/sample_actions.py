@@ -128,6 +128,13 @@ class RepresentationAction(SampleAction):
 
     def check_network(self, network: nn.Module) -> None:
         self.representations(network)
+        # reps read from the network are over its R^dim (EquivariantMLP, PlainMLP)
+        dim = getattr(network, "dim", None) if self.rep_in is None else None
+        if isinstance(dim, int) and dim != self.group.n:
+            raise ValueError(
+                f"{self.name} acts on R^{self.group.n}, but {type(network).__name__}'s "
+                f"representations are over R^{dim}"
+            )
 
     def draw(
         self, inputs: Tensor, network: nn.Module, generator: torch.Generator | None = None

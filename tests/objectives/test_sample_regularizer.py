@@ -148,6 +148,12 @@ def test_point_clouds_any_group_acting_on_r3(group) -> None:
         objective(StepContext(inputs=points[..., :2], targets=None, outputs=None, network=net))
 
 
+def test_group_of_another_dimension_fails_when_the_task_is_built() -> None:
+    net = PlainMLP([0, 2], [0, 1], width=8, num_layers=2)  # over R^3
+    with pytest.raises(ValueError, match=r"o2 acts on R\^2, but PlainMLP's representations"):
+        RegressionTask(net, [MixedSymmetryRegularizer(["o3", "o2"], form="sample")])
+
+
 def test_representations_from_the_network_or_given() -> None:
     torch.manual_seed(0)
     net = PlainMLP([0, 2], [0, 1], width=8, num_layers=2).double()
