@@ -35,17 +35,21 @@ DESCRIPTION = (
     "train (see geozoo zoo --help)."
 )
 
-_IMPORT_FAILURE = re.compile(
-    r"Problem with given class_path '(?P<path>[^']+)':\s*"
+_REASON = (
     r"(?P<reason>No module named '(?P<module>[^']+)'|module '(?P<parent>[^']+)' has no attribute "
     r"'(?P<attribute>[^']+)')"
+)
+_IMPORT_FAILURES = (
+    re.compile(r"Problem with given class_path '(?P<path>[^']+)':\s*" + _REASON),
+    # callable arguments (optimizer, lr_scheduler) give the reason first
+    re.compile(_REASON + r"\. Got value: Namespace\(class_path='(?P<path>[^']+)'"),
 )
 
 
 def import_failure_hint(message: str) -> str | None:
     """A short, actionable first line for a parser message caused by an unimportable
     ``class_path`` (``None`` when the message has another cause)."""
-    match = _IMPORT_FAILURE.search(message)
+    match = next(filter(None, (pattern.search(message) for pattern in _IMPORT_FAILURES)), None)
     if match is None:
         return None
     path, reason = match["path"], match["reason"]

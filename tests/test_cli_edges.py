@@ -48,6 +48,20 @@ def test_misspelt_class_name_gets_a_suggestion(capsys) -> None:
     assert "has no attribute 'CrossEntropi'" in first and "Did you mean CrossEntropy?" in first
 
 
+def test_unimportable_optimizer_is_the_first_line_too(capsys) -> None:
+    # callable arguments word jsonargparse's message differently from class arguments
+    optimizer = "--model.init_args.optimizer={class_path: no_such_package.MyOptimizer}"
+    with pytest.raises(SystemExit):
+        main(["fit", "--config", RECIPE, optimizer])
+    first = capsys.readouterr().err.splitlines()[0]
+    assert "cannot import class_path 'no_such_package.MyOptimizer'" in first
+    optimizer = "--model.init_args.optimizer={class_path: geozoo.nn.RiemanianAdam}"
+    with pytest.raises(SystemExit):
+        main(["fit", "--config", RECIPE, optimizer])
+    first = capsys.readouterr().err.splitlines()[0]
+    assert "Did you mean RiemannianAdam" in first  # the lazily imported optimizer is listed
+
+
 def test_cifar10_offline_says_how_to_point_data_dir_at_local_files(tmp_path, monkeypatch) -> None:
     from geozoo.data import cifar
 

@@ -63,3 +63,5 @@ def test_metric_takes_the_same_argument_names() -> None:
     with pytest.warns(DeprecationWarning, match="transform_in="):
         old = EquivarianceError(transforms_in=rot90(1))
     assert old.transform_in[0].name == "rot90(k=1)"
+    with pytest.raises(TypeError, match="both transform_in= and its former name"):
+        EquivarianceError(transform_in=rot90(1), transforms_in=rot90(2))

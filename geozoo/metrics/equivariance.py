@@ -19,6 +19,8 @@ def _renamed(kwargs: dict, old: str, new: str, value: object) -> object:
     """Take a value passed under a keyword's former name, with a ``DeprecationWarning``."""
     if old not in kwargs:
         return value
+    if value is not None:
+        raise TypeError(f"EquivarianceError got both {new}= and its former name {old}=")
     warnings.warn(
         f"EquivarianceError({old}=...) is deprecated: use {new}=, as in "
         "geozoo.testing.assert_equivariant",

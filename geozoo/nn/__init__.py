@@ -41,3 +41,8 @@ def __getattr__(name: str):
 
         return RiemannianAdam
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    # list the lazy optimizer too (tab completion, the CLI's "did you mean" suggestions)
+    return sorted({*globals(), "RiemannianAdam"})

@@ -11,9 +11,9 @@ Three kinds of data are covered, each by one :class:`SampleAction`:
 * :class:`PointCloudAction`: point clouds ``(N, K, d)`` moved by ``x -> x g^T`` per cloud, with
   invariant outputs (class logits), the same action on point-like outputs, or a representation;
 * :class:`TransformAction`: any finite set of :mod:`geozoo.testing` transforms, one drawn per
-  Monte-Carlo sample for the whole batch; :func:`image_action` names the usual image groups
-  (``"c4"``, ``"d4"``, ``"flip"``, ...), so a CNN is regularized from YAML with
-  ``groups: [c4, flip], inputs: images``.
+  Monte-Carlo sample for the whole batch; :func:`image_action` takes image groups by their
+  :func:`geozoo.groups.get_group` names (``"c4"``, ``"d4"``, ``"so2"``, ...) plus ``"flip"``, so
+  a CNN is regularized from YAML with ``groups: [c4, flip], inputs: images``.
 
 :func:`sample_action` turns the ``(group, inputs, rep_in, rep_out)`` arguments of the
 regularizers into one of these, checking them when the regularizer is built.
@@ -21,14 +21,16 @@ regularizers into one of these, checking them when the regularizer is built.
 
 from __future__ import annotations
 
+import contextlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
 
-from geozoo.groups.representations import MatrixGroup, Rep, get_group
-from geozoo.testing import Transform, d4_elements, flip, rot90, rotate, transform_pairs
+from geozoo.groups import SO, Cyclic, MatrixGroup, get_group
+from geozoo.groups.representations import Rep
+from geozoo.testing import Transform, d4_elements, flip, rotate, transform_pairs
 
 __all__ = [
     "IMAGE_GROUPS",
@@ -40,6 +42,7 @@ __all__ = [
     "SampleAction",
     "TransformAction",
     "image_action",
+    "image_elements",
     "sample_action",
 ]
 
@@ -125,6 +128,13 @@ class RepresentationAction(SampleAction):
 
     def check_network(self, network: nn.Module) -> None:
         self.representations(network)
+        # reps read from the network are over its R^dim (EquivariantMLP, PlainMLP)
+        dim = getattr(network, "dim", None) if self.rep_in is None else None
+        if isinstance(dim, int) and dim != self.group.n:
+            raise ValueError(
+                f"{self.name} acts on R^{self.group.n}, but {type(network).__name__}'s "
+                f"representations are over R^{dim}"
+            )
 
     def draw(
         self, inputs: Tensor, network: nn.Module, generator: torch.Generator | None = None
@@ -156,7 +166,7 @@ class PointCloudAction(SampleAction):
     def draw(
         self, inputs: Tensor, network: nn.Module, generator: torch.Generator | None = None
     ) -> tuple[Action, Action]:
-        d = self.group.dim
+        d = self.group.n  # the space it acts on (``dim`` is the Lie-group dimension)
         if inputs.dim() < 2 or inputs.shape[-1] != d:
             raise ValueError(
                 f"{self.name} acts on points in R^{d}: expected inputs (N, K, {d}), got "
@@ -205,9 +215,9 @@ class TransformAction(SampleAction):
 
 class RandomRotationAction(SampleAction):
     """Image rotations by a uniform angle in [0, 360) (:func:`geozoo.testing.rotate`, resampled,
-    so only approximate near the border) with invariant outputs."""
+    so only approximate near the border) with invariant outputs: the group SO(2) (``"so2"``)."""
 
-    name = "rotations"
+    name, group = "so2", SO(2)
 
     def draw(
         self, inputs: Tensor, network: nn.Module, generator: torch.Generator | None = None
@@ -216,43 +226,71 @@ class RandomRotationAction(SampleAction):
         return rotate(angle), _identity
 
 
-def _c4() -> list[Transform]:
-    return [rot90(k) for k in (1, 2, 3)]
+#: Image symmetries named here because the group vocabulary has no name for them: the single
+#: mirrors (``"d1"`` is the group of ``flip_vertical``, the mirror about the x axis).
+IMAGE_GROUPS = ("flip", "flip_vertical")
+
+_EXPECTED = (
+    "c2, c4, d1, d2, d4, flip, flip_vertical (exact on the pixel grid) or so2 (resampled "
+    "rotations by any angle)"
+)
 
 
-#: Image groups by name (invariant outputs); the identity is left out, it adds nothing.
-IMAGE_GROUPS: dict[str, Callable[[], list[Transform]]] = {
-    "c2": lambda: [rot90(2)],
-    "c4": _c4,
-    "d4": d4_elements,
-    "flip": lambda: [flip("horizontal")],
-    "flip_vertical": lambda: [flip("vertical")],
-}
+def image_elements(group: str | MatrixGroup) -> list[Transform]:
+    """The elements but the identity of a group acting exactly on the pixel grid, as
+    :mod:`geozoo.testing` transforms: a subgroup of D4 named or given as for
+    :func:`geozoo.groups.get_group` (``"c2"``, ``"c4"``, ``"d1"``, ``"d2"``, ``"d4"``), or
+    ``"flip"`` / ``"flip_vertical"`` (one mirror)."""
+    if group in ("flip", "flip_vertical"):
+        return [flip("horizontal" if group == "flip" else "vertical")]
+    try:
+        value = get_group(group)
+    except ValueError as error:
+        raise ValueError(f"unknown image group {group!r}: expected {_EXPECTED}") from error
+    if isinstance(value, Cyclic) and value.order > 1:
+        # C_N and D_N (mirror about the x axis) are closed under y -> -y, so their matrices are
+        # the same set in the y-down pixel coordinates of Transform.matrix
+        elements = value.elements()
+        chosen = [t for t in d4_elements() if (t.matrix - elements).abs().amax((1, 2)).min() < 1e-9]
+        if len(chosen) == value.order - 1:
+            return chosen
+    raise ValueError(
+        f"image group {group!r} does not act exactly on the pixel grid: expected {_EXPECTED}"
+    )
 
 
 class ImageGroupAction(SampleAction):
-    """A named group of :data:`IMAGE_GROUPS` acting on images, with invariant outputs; each draw
-    picks one element for the batch. Holds only the name, so it pickles (``ddp_spawn``)."""
+    """A group of :func:`image_elements` acting on images, with invariant outputs; each draw
+    picks one element for the batch. Holds only the group, so it pickles (``ddp_spawn``).
 
-    def __init__(self, name: str) -> None:
-        if name not in IMAGE_GROUPS:
-            known = ", ".join([*IMAGE_GROUPS, "rotations"])
-            raise ValueError(f"unknown image group {name!r}: expected one of {known}")
-        self.name = name
+    Attributes:
+        group: the group value, ``None`` for the single mirrors ``"flip"``/``"flip_vertical"``.
+    """
+
+    def __init__(self, group: str | MatrixGroup) -> None:
+        image_elements(group)  # checked now
+        mirror = isinstance(group, str) and group in IMAGE_GROUPS
+        self._spec = group
+        self.group = None if mirror else get_group(group)
+        self.name = group if mirror else self.group.name  # type: ignore[union-attr,assignment]
 
     def draw(
         self, inputs: Tensor, network: nn.Module, generator: torch.Generator | None = None
     ) -> tuple[Action, Action]:
-        elements = IMAGE_GROUPS[self.name]()
+        elements = image_elements(self._spec)
         index = int(torch.randint(len(elements), (), generator=generator))
         return elements[index], _identity
 
 
-def image_action(name: str) -> SampleAction:
-    """A named group acting on images ``(N, C, H, W)`` with invariant outputs: ``"c2"``, ``"c4"``
-    (quarter turns), ``"d4"`` (quarter turns and mirrors), ``"flip"``, ``"flip_vertical"`` (exact
-    on the pixel grid) or ``"rotations"`` (uniform angles, resampled)."""
-    return RandomRotationAction() if name == "rotations" else ImageGroupAction(name)
+def image_action(group: str | MatrixGroup) -> SampleAction:
+    """A group acting on images ``(N, C, H, W)`` with invariant outputs: one of
+    :func:`image_elements` (exact on the pixel grid: ``"c2"``, ``"c4"``, ``"d1"``, ``"d2"``,
+    ``"d4"``, ``"flip"``, ``"flip_vertical"``) or ``"so2"`` (uniform angles, resampled)."""
+    if not (isinstance(group, str) and group in IMAGE_GROUPS):
+        with contextlib.suppress(ValueError):
+            if get_group(group) == SO(2):
+                return RandomRotationAction()
+    return ImageGroupAction(group)
 
 
 def sample_action(
@@ -266,7 +304,7 @@ def sample_action(
     A :class:`SampleAction` is returned as is. For ``"vectors"``, ``rep_in``/``rep_out`` (or the
     network's attributes) act on flat features; for ``"points"``, the group moves point clouds
     and ``rep_out`` (default: invariant outputs) acts on the outputs; for ``"images"``, ``group``
-    names one of :func:`image_action`'s groups.
+    is one of :func:`image_action`'s groups.
     """
     if isinstance(group, SampleAction):
         return group
@@ -278,8 +316,6 @@ def sample_action(
                 "rep_in/rep_out act on flat features; image groups act by geozoo.testing "
                 "transforms (pass a TransformAction for equivariant, non-invariant outputs)"
             )
-        if not isinstance(group, str):
-            raise TypeError(f"inputs='images' takes image group names, got {group!r}")
         return image_action(group)
     if inputs == "points":
         if rep_in is not None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from geozoo.groups import SO, Cyclic, Dihedral
 from geozoo.groups.representations import Vector
 from geozoo.nets import PlainCNN
 from geozoo.nets.equivariant_mlp import PlainMLP
@@ -16,8 +17,9 @@ from geozoo.objectives import (
     StepContext,
     TransformAction,
 )
+from geozoo.objectives.sample_actions import RandomRotationAction, image_action, image_elements
 from geozoo.tasks import ClassificationTask, RegressionTask
-from geozoo.testing import equivariance_error, flip, rot90
+from geozoo.testing import d4_elements, equivariance_error, flip, rot90
 
 
 @pytest.fixture
@@ -84,7 +86,8 @@ def test_missing_action_fails_when_the_task_is_built_not_at_the_first_step() -> 
 @pytest.mark.parametrize(
     ("kwargs", "error", "message"),
     [
-        ({"groups": ["c5"], "inputs": "images"}, ValueError, "unknown image group 'c5'"),
+        ({"groups": ["c5"], "inputs": "images"}, ValueError, "'c5' does not act exactly on"),
+        ({"groups": ["c4x"], "inputs": "images"}, ValueError, "unknown image group 'c4x'"),
         ({"groups": ["c4"], "inputs": "pixels"}, ValueError, "inputs must be one of"),
         ({"groups": ["o3"], "rep_in": [0, 1]}, ValueError, "give both rep_in and rep_out"),
         ({"groups": ["o3"], "inputs": "points", "rep_in": [1]}, ValueError, "rep_out only"),
@@ -126,6 +129,29 @@ def test_point_clouds_invariant_and_equivariant_outputs() -> None:
     assert value(Centroid(), rep_out=Vector) < 1e-24
     assert value(FirstCoordinate()) > 1e-2
     assert value(Centroid()) > 1e-2  # an equivariant output is not invariant
+
+
+@pytest.mark.parametrize("group", ["o2_z", "so2_x", "so3_scaling", "trivial"])
+def test_point_clouds_any_group_acting_on_r3(group) -> None:
+    # the space a group acts on is group.n; group.dim (its Lie dimension) is 1, 1, 4, 0 here
+    points = torch.randn(4, 5, 3, dtype=torch.float64)
+
+    class Centroid(torch.nn.Module):  # equivariant under every linear map
+        def forward(self, x):
+            return x.mean(1)
+
+    objective = SampleEquivarianceRegularizer(group, inputs="points", rep_out=Vector)
+    net = Centroid()
+    ctx = StepContext(inputs=points, targets=None, outputs=net(points), network=net)
+    assert float(objective(ctx).loss) < 1e-24
+    with pytest.raises(ValueError, match=r"R\^3: expected inputs \(N, K, 3\)"):
+        objective(StepContext(inputs=points[..., :2], targets=None, outputs=None, network=net))
+
+
+def test_group_of_another_dimension_fails_when_the_task_is_built() -> None:
+    net = PlainMLP([0, 2], [0, 1], width=8, num_layers=2)  # over R^3
+    with pytest.raises(ValueError, match=r"o2 acts on R\^2, but PlainMLP's representations"):
+        RegressionTask(net, [MixedSymmetryRegularizer(["o3", "o2"], form="sample")])
 
 
 def test_representations_from_the_network_or_given() -> None:
@@ -170,7 +196,7 @@ def test_recipe_builds_a_regularized_cnn(tmp_path) -> None:
     )
     assert isinstance(cli.model.network, PlainCNN)
     regularizer = cli.model.objectives[1]
-    assert regularizer.group_names == ["c4", "rotations", "flip"]
+    assert regularizer.group_names == ["c4", "so2", "flip"]
     x = torch.rand(4, 1, 28, 28)
     ctx = StepContext(
         inputs=x, targets=None, outputs=cli.model.network(x), network=cli.model.network
@@ -179,14 +205,32 @@ def test_recipe_builds_a_regularized_cnn(tmp_path) -> None:
     assert values.shape == (3,) and bool((values > 0).all())
 
 
+def test_image_groups_are_named_as_everywhere_in_geozoo() -> None:
+    # the names of geozoo.groups.get_group, and its values: D1 is the mirror about the x axis
+    assert [t.name for t in image_elements("c4")] == [f"rot90(k={k})" for k in (1, 2, 3)]
+    assert [t.name for t in image_elements(Dihedral(4))] == [t.name for t in d4_elements()]
+    assert len(image_elements("d2")) == 3 and len(image_elements(Cyclic(2))) == 1
+    x = torch.rand(2, 1, 7, 7)
+    torch.testing.assert_close(image_elements("d1")[0](x), flip("vertical")(x))
+    assert isinstance(image_action("so2"), RandomRotationAction)
+    assert image_action(SO(2)).name == "so2"
+    regularizer = MixedSymmetryRegularizer(
+        ["C4", Dihedral(2), "flip"], form="sample", inputs="images"
+    )
+    assert regularizer.group_names == ["c4", "d2", "flip"]
+    assert regularizer.groups == [Cyclic(4), Dihedral(2), None]
+    assert MixedSymmetryRegularizer(["so2"], form="sample", inputs="images").groups == [SO(2)]
+    for group in ("c1", "c8", "o2_z"):
+        with pytest.raises(ValueError, match="does not act exactly on the pixel grid"):
+            image_action(group)
+
+
 def test_image_regularizer_pickles_for_spawned_processes() -> None:
     import pickle
 
-    regularizer = MixedSymmetryRegularizer(
-        ["c4", "rotations", "d4"], form="sample", inputs="images"
-    )
+    regularizer = MixedSymmetryRegularizer(["c4", "so2", "d4"], form="sample", inputs="images")
     copy = pickle.loads(pickle.dumps(regularizer))
-    assert copy.group_names == ["c4", "rotations", "d4"]
+    assert copy.group_names == ["c4", "so2", "d4"]
     x = torch.rand(2, 1, 8, 8)
     net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 3))
     ctx = StepContext(inputs=x, targets=None, outputs=net(x), network=net)
