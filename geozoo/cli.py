@@ -1,8 +1,9 @@
 """The ``geozoo`` command.
 
-``geozoo fit|validate|test|predict --config configs/X.yaml`` is LightningCLI in subclass mode
-(``class_path``/``init_args`` YAML for the model and the data);
-``geozoo zoo list|show|eval|train`` manages the model zoo.
+``geozoo fit|validate|test|predict --config X`` is LightningCLI in subclass mode
+(``class_path``/``init_args`` YAML for the model and the data; ``X`` is a YAML file or the name
+of a shipped recipe such as ``affconv_gl2_mnist``);
+``geozoo zoo list|show|eval|train|export`` manages the model zoo.
 """
 
 from __future__ import annotations
@@ -12,27 +13,19 @@ import json
 import sys
 from collections.abc import Sequence
 
-import lightning as L
 from lightning.pytorch.cli import ArgsType, LightningCLI
 
 import geozoo.nn  # noqa: F401 - lets YAML configure geoopt.optim.RiemannianAdam (see geozoo.nn.riemannian)
+from geozoo.zoo.recipes import lightning_cli, resolve_config_args
 
 __all__ = ["build_cli", "main", "zoo_main"]
 
 
 def build_cli(args: ArgsType = None, run: bool = True) -> LightningCLI:
     """The LightningCLI behind ``geozoo fit|validate|test|predict`` (``args`` as on the command
-    line; ``run=False`` only parses and instantiates)."""
-    return LightningCLI(
-        L.LightningModule,
-        L.LightningDataModule,
-        subclass_mode_model=True,
-        subclass_mode_data=True,
-        seed_everything_default=0,
-        save_config_kwargs={"overwrite": True},
-        args=args,
-        run=run,
-    )
+    line; ``run=False`` only parses and instantiates); configured once, in
+    :func:`geozoo.zoo.recipes.lightning_cli`."""
+    return lightning_cli(args, run)
 
 
 def _zoo_list(ns: argparse.Namespace) -> int:
@@ -56,7 +49,7 @@ def _zoo_eval(ns: argparse.Namespace) -> int:
 
     config = card(ns.name, weights=ns.weights)
     model = create_model(ns.name, pretrained=True, weights=ns.weights)
-    measured = evaluate_entry(config, model)
+    measured = evaluate_entry(ns.name, config, model)
     expected = config.get("metrics", {})
     width = max(map(len, measured)) + 2
     print(f"{'metric':<{width}}{'card':>10}{'measured':>10}{'diff':>10}")
@@ -71,21 +64,51 @@ def _zoo_eval(ns: argparse.Namespace) -> int:
     if worst > ns.tolerance:
         print(f"accuracy differs from the card by {worst:.2f} points (> {ns.tolerance})")
         return 1
+    if ns.update_card:
+        from geozoo.zoo.cards import render_model_card
+        from geozoo.zoo.hub import resolve_checkpoint
+        from geozoo.zoo.weights import write_config
+
+        folder = resolve_checkpoint(ns.name, ns.weights)
+        config["metrics"] = measured
+        write_config(folder, config)
+        (folder / "README.md").write_text(render_model_card(config))
+        print(f"wrote the measured metrics into {folder.resolve() / 'config.json'} and README.md")
+    return 0
+
+
+def _report(folder, written: dict) -> int:
+    print(f"wrote {folder}")
+    for key, value in written["metrics"].items():
+        print(f"  {key:<16} {value}")
+    summary = written.get("seeds")
+    if summary:
+        print(f"seeds {summary['seeds']}: mean ± std; published seed {summary['published_seed']}")
+        for key, mean in summary["mean"].items():
+            print(f"  {key:<16} {mean} ± {summary['std'][key]}")
     return 0
 
 
 def _zoo_train(ns: argparse.Namespace) -> int:
-    from geozoo.zoo.publish import publish_entry
+    from geozoo.zoo.publish import train_entry
 
-    written = publish_entry(ns.name, output_dir=ns.output_dir, cli_args=ns.fit_args)
-    print(f"wrote {ns.output_dir or 'models/' + ns.name}")
-    for key, value in written["metrics"].items():
-        print(f"  {key:<16} {value}")
-    return 0
+    folder, written = train_entry(
+        ns.name, ns.seeds, ns.fit_args, ns.output_dir, ns.force, recipe=ns.recipe
+    )
+    return _report(folder, written)
+
+
+def _zoo_export(ns: argparse.Namespace) -> int:
+    from geozoo.zoo.publish import export_checkpoints
+
+    folder, written = export_checkpoints(
+        ns.name, ns.checkpoints, ns.config, ns.fit_args, ns.output_dir, ns.force
+    )
+    return _report(folder, written)
 
 
 def zoo_main(args: Sequence[str]) -> int:
-    """``geozoo zoo ...``: list, show, eval and train zoo entries."""
+    """``geozoo zoo ...``: list, show, eval, train and export zoo entries."""
     parser = argparse.ArgumentParser(prog="geozoo zoo", description="Manage the geozoo model zoo.")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("list", help="list registered models")
@@ -100,18 +123,60 @@ def zoo_main(args: Sequence[str]) -> int:
     p.add_argument("name")
     p.add_argument("--weights", default=None)
     p.add_argument("--tolerance", type=float, default=0.2, help="accuracy points (default 0.2)")
+    p.add_argument(
+        "--update-card",
+        action="store_true",
+        help="write the measured metrics into the card (only when they reproduce it)",
+    )
     p.set_defaults(func=_zoo_eval)
-    p = sub.add_parser("train", help="train an entry from configs/NAME.yaml and write its folder")
+    publishing = argparse.ArgumentParser(add_help=False)
+    publishing.add_argument("--output-dir", default=None, help="default: the zoo's folder NAME")
+    publishing.add_argument(
+        "--force", action="store_true", help="replace a checkpoint already in the output folder"
+    )
+    p = sub.add_parser(
+        "train",
+        parents=[publishing],
+        help="train an entry from its recipe, evaluate, export and write its folder",
+        epilog="Arguments after `--` go to the Lightning CLI, e.g. -- --trainer.max_epochs=3.",
+    )
     p.add_argument("name")
-    p.add_argument("--output-dir", default=None, help="default: models/NAME")
+    p.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        default=None,
+        help="train once per seed; the card reports mean and std and the median seed is "
+        "published (default: the recipe's seed only)",
+    )
+    p.add_argument("--recipe", default=None, help="another recipe (default: the shipped NAME)")
     p.set_defaults(func=_zoo_train)
-    ns, extra = parser.parse_known_args(list(args))
-    if extra and ns.command != "train":
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    ns.fit_args = [a for a in extra if a != "--"]
+    p = sub.add_parser(
+        "export",
+        parents=[publishing],
+        help="publish `geozoo fit` checkpoints (one per seed) as an evaluated, carded folder",
+        epilog="Arguments after `--` go to the Lightning CLI on top of the configuration.",
+    )
+    p.add_argument("checkpoints", nargs="+", metavar="CKPT", help="Lightning .ckpt file(s)")
+    p.add_argument("--name", required=True, help="the registered model the checkpoints train")
+    p.add_argument(
+        "--config",
+        default=None,
+        help="recipe the runs were trained with (default: each run's saved config.yaml)",
+    )
+    p.set_defaults(func=_zoo_export)
+    argv = list(args)
+    fit_args: list[str] = []
+    if "--" in argv:
+        cut = argv.index("--")
+        argv, fit_args = argv[:cut], argv[cut + 1 :]
+    ns = parser.parse_args(argv)
+    if fit_args and ns.command not in ("train", "export"):
+        parser.error(f"unrecognized arguments: {' '.join(fit_args)}")
+    ns.fit_args = fit_args
     try:
         return ns.func(ns)
-    except (KeyError, FileNotFoundError, ValueError, RuntimeError) as error:
+    except (KeyError, FileNotFoundError, FileExistsError, ValueError, RuntimeError) as error:
         print(f"geozoo zoo {ns.command}: error: {error}", file=sys.stderr)
         return 2
 
@@ -124,7 +189,7 @@ def main(args: ArgsType = None) -> int | None:
         if args is None:
             sys.exit(code)
         return code
-    build_cli(argv)
+    build_cli(resolve_config_args(argv))
     return 0
 
 
