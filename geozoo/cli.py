@@ -176,7 +176,14 @@ def zoo_main(args: Sequence[str]) -> int:
     ns.fit_args = fit_args
     try:
         return ns.func(ns)
-    except (KeyError, FileNotFoundError, FileExistsError, ValueError, RuntimeError) as error:
+    except (
+        KeyError,
+        FileNotFoundError,
+        FileExistsError,
+        TypeError,
+        ValueError,
+        RuntimeError,
+    ) as error:
         print(f"geozoo zoo {ns.command}: error: {error}", file=sys.stderr)
         return 2
 

@@ -299,4 +299,8 @@ def export_checkpoints(
         f"geozoo fit {' / '.join(fits)} (seed_everything {', '.join(str(r.seed) for r in runs)}),"
         f" then geozoo zoo export CKPT ... --name {name}"
     )
+    if recipe is not None:
+        command += f" --config {_recipe_name(runs[0].recipe)}"
+        if overrides:
+            command += f" -- {_quoted(overrides)}"
     return publish(name, runs, output_dir, force, command)

@@ -66,22 +66,18 @@ def recipe_path(name_or_path: str | Path) -> Path:
 def resolve_config_args(argv: Sequence[str]) -> list[str]:
     """``--config NAME`` -> ``--config <shipped recipe NAME>`` where NAME is not a file."""
     out = list(argv)
-    for i, arg in enumerate(out):
-        value = None
-        if arg == "--config" and i + 1 < len(out):
-            i, value = i + 1, out[i + 1]
+    for i, arg in enumerate(argv):
+        if arg == "--config" and i + 1 < len(argv):
+            index, value, prefix = i + 1, argv[i + 1], ""
         elif arg.startswith("--config="):
-            value = arg.split("=", 1)[1]
-        if (
-            value is None
-            or Path(value).exists()
-            or "/" in value
-            or value.endswith((".yaml", ".yml"))
-        ):
+            index, value, prefix = i, arg.split("=", 1)[1], "--config="
+        else:
+            continue
+        if Path(value).exists() or "/" in value or value.endswith((".yaml", ".yml")):
             continue
         shipped = configs_dir() / f"{value}.yaml"
         if shipped.is_file():
-            out[i] = str(shipped) if out[i] == value else f"--config={shipped}"
+            out[index] = f"{prefix}{shipped}"
     return out
 
 

@@ -36,7 +36,12 @@ def test_metadata_is_true(folder):
     for key, value in config["metrics"].items():
         assert str(value) in card, f"metric {key}={value} is missing from the card"
     assert config["metrics_command"] == f"geozoo zoo eval {folder.name}"
-    assert config["train_command"].startswith(f"geozoo zoo train {folder.name}")
+    command = config["train_command"]  # one publishing path: zoo train, or zoo export of fits
+    assert command.startswith(f"geozoo zoo train {folder.name}") or (
+        command.startswith("geozoo fit --config ")
+        and f"zoo export CKPT ... --name {folder.name}" in command
+    )
+    assert config["recipe"] == f"configs/{folder.name}.yaml"
     assert config["input"] == pretrained_cfg(folder.name).input.as_dict()
     assert not any(t in key for key in json.dumps(config).split('"') for t in TIMINGS)
 
