@@ -39,7 +39,7 @@ class CheckpointConfigError(ValueError):
 
 
 #: What loading reads from every ``config.json``.
-REQUIRED_KEYS = {"name": str, "architecture": str, "arguments": dict, "weights": dict}
+REQUIRED_KEYS = {"architecture": str, "arguments": dict, "weights": dict}
 REQUIRED_WEIGHT_KEYS = ("file", "sha256")
 
 
