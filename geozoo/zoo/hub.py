@@ -12,7 +12,7 @@ from pathlib import Path
 
 from geozoo.zoo.weights import CONFIG_FILE, WEIGHTS_FILE, load_config
 
-__all__ = ["cache_dir", "has_checkpoint", "models_dir", "resolve_checkpoint"]
+__all__ = ["cache_dir", "has_checkpoint", "models_dir", "resolve_checkpoint", "shipped_dir"]
 
 
 def models_dir() -> Path:
@@ -25,9 +25,17 @@ def models_dir() -> Path:
     env = os.environ.get("GEOZOO_MODELS_DIR")
     if env:
         return Path(env)
+    return shipped_dir("models")
+
+
+def shipped_dir(kind: str) -> Path:
+    """``models`` or ``configs``: the repository's folder in a source checkout (or editable
+    install), else the copy inside the installed package, ``geozoo/_shipped/KIND``."""
     package = Path(__file__).resolve().parents[1]
-    checkout = package.parent / "models"
-    return checkout if checkout.is_dir() else package / "_shipped" / "models"
+    root = package.parent
+    if (root / "pyproject.toml").is_file() and (root / kind).is_dir():
+        return root / kind
+    return package / "_shipped" / kind
 
 
 def cache_dir() -> Path:

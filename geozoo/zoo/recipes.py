@@ -24,6 +24,8 @@ from lightning.pytorch.callbacks import EarlyStopping
 from lightning.pytorch.cli import ArgsType, LightningCLI
 from torch import nn
 
+from geozoo.zoo.hub import shipped_dir
+
 __all__ = [
     "IncompleteRunError",
     "TrainedRun",
@@ -43,9 +45,7 @@ class IncompleteRunError(RuntimeError):
 def configs_dir() -> Path:
     """The shipped recipes: ``configs/`` of a source checkout (or editable install), else the
     copy inside the installed package (``geozoo/_shipped/configs``)."""
-    package = Path(__file__).resolve().parents[1]
-    checkout = package.parent / "configs"
-    return checkout if checkout.is_dir() else package / "_shipped" / "configs"
+    return shipped_dir("configs")
 
 
 def recipe_path(name_or_path: str | Path) -> Path:
