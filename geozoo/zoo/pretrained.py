@@ -17,8 +17,6 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
-from torchmetrics import MeanSquaredError
-from torchmetrics.classification import MulticlassAccuracy, MulticlassCalibrationError
 
 __all__ = [
     "ExtraForm",
@@ -112,6 +110,8 @@ def classification_metrics(
     """Top-1 accuracy and expected calibration error (15 equal-width bins, L1; Guo et al. 2017,
     Eq. 3) of ``model`` on each named loader, both from torchmetrics and both in percent
     (rounded to 0.01): ``{"NAME/acc": ..., "NAME/ece": ...}``."""
+    from torchmetrics.classification import MulticlassAccuracy, MulticlassCalibrationError
+
     was_training = model.training
     model.eval()
     results: dict[str, float] = {}
@@ -134,6 +134,8 @@ def regression_metrics(
 ) -> dict[str, float]:
     """Mean squared error over all output entries on each named loader (torchmetrics),
     ``{"NAME/mse": ...}``; ``num_classes`` is ignored."""
+    from torchmetrics import MeanSquaredError
+
     was_training = model.training
     model.eval()
     results: dict[str, float] = {}
