@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml Makefile
 	touch $(STAMP)
 
 demo: env
-	$(BIN)/geozoo zoo train cnn_mnist --output-dir runs/demo/cnn_mnist
+	$(BIN)/geozoo zoo train cnn_mnist --output-dir runs/demo/cnn_mnist --force
 
 test: env
 	$(BIN)/ruff check .

@@ -1,9 +1,10 @@
 """The ``geozoo`` command.
 
-``geozoo fit|validate|test|predict --config configs/X.yaml`` is LightningCLI in subclass mode
-(``class_path``/``init_args`` YAML for the model and the data); ``predict`` writes its
-predictions to a CSV file (:class:`geozoo.callbacks.PredictionWriter`).
-``geozoo zoo list|show|eval|train`` manages the model zoo.
+``geozoo fit|validate|test|predict --config X`` is LightningCLI in subclass mode
+(``class_path``/``init_args`` YAML for the model and the data; ``X`` is a YAML file or the name
+of a shipped recipe such as ``affconv_gl2_mnist``); ``predict`` writes its predictions to a CSV
+file (:class:`geozoo.callbacks.PredictionWriter`).
+``geozoo zoo list|show|eval|train|export`` manages the model zoo.
 
 Like ``python -m``, the command puts the working directory first on the import path, so a
 recipe can name classes from the user's own modules (``class_path: my_package.MyLoss``).
@@ -12,98 +13,24 @@ recipe can name classes from the user's own modules (``class_path: my_package.My
 from __future__ import annotations
 
 import argparse
-import difflib
-import importlib
 import json
 import os
-import re
 import sys
 from collections.abc import Sequence
-from typing import NoReturn
 
-import lightning as L
-from lightning.pytorch.callbacks import BasePredictionWriter
-from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
+from lightning.pytorch.cli import ArgsType, LightningCLI
 
-from geozoo.callbacks import PredictionWriter
+from geozoo.lightning_cli import GeozooCLI, import_failure_hint
+from geozoo.zoo.recipes import lightning_cli, resolve_config_args
 
-__all__ = ["GeozooCLI", "build_cli", "main", "zoo_main"]
-
-DESCRIPTION = (
-    "Train, evaluate and predict: geozoo fit|validate|test|predict --config FILE (options "
-    "below; predict writes predictions.csv). Manage the model zoo: geozoo zoo list|show|eval|"
-    "train (see geozoo zoo --help)."
-)
-
-_REASON = (
-    r"(?P<reason>No module named '(?P<module>[^']+)'|module '(?P<parent>[^']+)' has no attribute "
-    r"'(?P<attribute>[^']+)')"
-)
-_IMPORT_FAILURES = (
-    re.compile(r"Problem with given class_path '(?P<path>[^']+)':\s*" + _REASON),
-    # callable arguments (optimizer, lr_scheduler) give the reason first
-    re.compile(_REASON + r"\. Got value: Namespace\(class_path='(?P<path>[^']+)'"),
-)
-
-
-def import_failure_hint(message: str) -> str | None:
-    """A short, actionable first line for a parser message caused by an unimportable
-    ``class_path`` (``None`` when the message has another cause)."""
-    match = next(filter(None, (pattern.search(message) for pattern in _IMPORT_FAILURES)), None)
-    if match is None:
-        return None
-    path, reason = match["path"], match["reason"]
-    if match["module"] is not None:
-        top = match["module"].split(".")[0]
-        return (
-            f"cannot import class_path {path!r}: {reason}. geozoo imports classes from installed "
-            f"packages and from the working directory ({os.getcwd()}): run it from the folder "
-            f"that holds {top}/ or {top}.py, or add that folder to PYTHONPATH."
-        )
-    try:
-        names = dir(importlib.import_module(match["parent"]))
-    except ImportError:
-        names = []
-    close = difflib.get_close_matches(match["attribute"], names, n=3)
-    suggestion = f" Did you mean {', '.join(close)}?" if close else ""
-    return f"cannot import class_path {path!r}: {reason}.{suggestion}"
-
-
-class _ArgumentParser(LightningArgumentParser):
-    """Puts the cause of an unimportable ``class_path`` first, without the usage text."""
-
-    def error(self, message: str, ex: Exception | None = None) -> NoReturn:
-        hint = import_failure_hint(message)
-        if hint is None or not self.exit_on_error or os.environ.get("JSONARGPARSE_DEBUG"):
-            super().error(message, ex)
-        prog = self.prog.replace(" [options]", "")
-        sys.stderr.write(f"{prog}: error: {hint}\n\nThe parser's full message:\n{message}\n")
-        self.exit(2)
-
-
-class GeozooCLI(LightningCLI):
-    """LightningCLI with geozoo's parser and a :class:`PredictionWriter` on ``predict``."""
-
-    def before_predict(self) -> None:
-        if not any(isinstance(c, BasePredictionWriter) for c in self.trainer.callbacks):
-            self.trainer.callbacks.append(PredictionWriter())
+__all__ = ["GeozooCLI", "build_cli", "import_failure_hint", "main", "zoo_main"]
 
 
 def build_cli(args: ArgsType = None, run: bool = True) -> LightningCLI:
     """The LightningCLI behind ``geozoo fit|validate|test|predict`` (``args`` as on the command
-    line, ``None`` for ``sys.argv``; ``run=False`` only parses and instantiates)."""
-    return GeozooCLI(
-        L.LightningModule,
-        L.LightningDataModule,
-        subclass_mode_model=True,
-        subclass_mode_data=True,
-        seed_everything_default=0,
-        save_config_kwargs={"overwrite": True},
-        parser_class=_ArgumentParser,
-        parser_kwargs={"prog": "geozoo", "description": DESCRIPTION},
-        args=args,
-        run=run,
-    )
+    line; ``run=False`` only parses and instantiates); configured once, in
+    :func:`geozoo.zoo.recipes.lightning_cli`."""
+    return lightning_cli(args, run)
 
 
 def _zoo_list(ns: argparse.Namespace) -> int:
@@ -127,7 +54,7 @@ def _zoo_eval(ns: argparse.Namespace) -> int:
 
     config = card(ns.name, weights=ns.weights)
     model = create_model(ns.name, pretrained=True, weights=ns.weights)
-    measured = evaluate_entry(config, model)
+    measured = evaluate_entry(ns.name, config, model)
     expected = config.get("metrics", {})
     width = max(map(len, measured)) + 2
     print(f"{'metric':<{width}}{'card':>10}{'measured':>10}{'diff':>10}")
@@ -142,21 +69,51 @@ def _zoo_eval(ns: argparse.Namespace) -> int:
     if worst > ns.tolerance:
         print(f"accuracy differs from the card by {worst:.2f} points (> {ns.tolerance})")
         return 1
+    if ns.update_card:
+        from geozoo.zoo.cards import render_model_card
+        from geozoo.zoo.hub import resolve_checkpoint
+        from geozoo.zoo.weights import write_config
+
+        folder = resolve_checkpoint(ns.name, ns.weights)
+        config["metrics"] = measured
+        write_config(folder, config)
+        (folder / "README.md").write_text(render_model_card(config))
+        print(f"wrote the measured metrics into {folder.resolve() / 'config.json'} and README.md")
+    return 0
+
+
+def _report(folder, written: dict) -> int:
+    print(f"wrote {folder}")
+    for key, value in written["metrics"].items():
+        print(f"  {key:<16} {value}")
+    summary = written.get("seeds")
+    if summary:
+        print(f"seeds {summary['seeds']}: mean ± std; published seed {summary['published_seed']}")
+        for key, mean in summary["mean"].items():
+            print(f"  {key:<16} {mean} ± {summary['std'][key]}")
     return 0
 
 
 def _zoo_train(ns: argparse.Namespace) -> int:
-    from geozoo.zoo.publish import publish_entry
+    from geozoo.zoo.publish import train_entry
 
-    written = publish_entry(ns.name, output_dir=ns.output_dir, cli_args=ns.fit_args)
-    print(f"wrote {ns.output_dir or 'models/' + ns.name}")
-    for key, value in written["metrics"].items():
-        print(f"  {key:<16} {value}")
-    return 0
+    folder, written = train_entry(
+        ns.name, ns.seeds, ns.fit_args, ns.output_dir, ns.force, recipe=ns.recipe
+    )
+    return _report(folder, written)
+
+
+def _zoo_export(ns: argparse.Namespace) -> int:
+    from geozoo.zoo.publish import export_checkpoints
+
+    folder, written = export_checkpoints(
+        ns.name, ns.checkpoints, ns.config, ns.fit_args, ns.output_dir, ns.force
+    )
+    return _report(folder, written)
 
 
 def zoo_main(args: Sequence[str]) -> int:
-    """``geozoo zoo ...``: list, show, eval and train zoo entries."""
+    """``geozoo zoo ...``: list, show, eval, train and export zoo entries."""
     parser = argparse.ArgumentParser(prog="geozoo zoo", description="Manage the geozoo model zoo.")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("list", help="list registered models")
@@ -171,18 +128,67 @@ def zoo_main(args: Sequence[str]) -> int:
     p.add_argument("name")
     p.add_argument("--weights", default=None)
     p.add_argument("--tolerance", type=float, default=0.2, help="accuracy points (default 0.2)")
+    p.add_argument(
+        "--update-card",
+        action="store_true",
+        help="write the measured metrics into the card (only when they reproduce it)",
+    )
     p.set_defaults(func=_zoo_eval)
-    p = sub.add_parser("train", help="train an entry from configs/NAME.yaml and write its folder")
+    publishing = argparse.ArgumentParser(add_help=False)
+    publishing.add_argument("--output-dir", default=None, help="default: the zoo's folder NAME")
+    publishing.add_argument(
+        "--force", action="store_true", help="replace a checkpoint already in the output folder"
+    )
+    p = sub.add_parser(
+        "train",
+        parents=[publishing],
+        help="train an entry from its recipe, evaluate, export and write its folder",
+        epilog="Arguments after `--` go to the Lightning CLI, e.g. -- --trainer.max_epochs=3.",
+    )
     p.add_argument("name")
-    p.add_argument("--output-dir", default=None, help="default: models/NAME")
+    p.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        default=None,
+        help="train once per seed; the card reports mean and std and the median seed is "
+        "published (default: the recipe's seed only)",
+    )
+    p.add_argument("--recipe", default=None, help="another recipe (default: the shipped NAME)")
     p.set_defaults(func=_zoo_train)
-    ns, extra = parser.parse_known_args(list(args))
-    if extra and ns.command != "train":
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    ns.fit_args = [a for a in extra if a != "--"]
+    p = sub.add_parser(
+        "export",
+        parents=[publishing],
+        help="publish `geozoo fit` checkpoints (one per seed) as an evaluated, carded folder",
+        epilog="Arguments after `--` go to the Lightning CLI on top of the configuration.",
+    )
+    p.add_argument("checkpoints", nargs="+", metavar="CKPT", help="Lightning .ckpt file(s)")
+    p.add_argument("--name", required=True, help="the registered model the checkpoints train")
+    p.add_argument(
+        "--config",
+        default=None,
+        help="recipe the runs were trained with (default: each run's saved config.yaml)",
+    )
+    p.set_defaults(func=_zoo_export)
+    argv = list(args)
+    fit_args: list[str] = []
+    if "--" in argv:
+        cut = argv.index("--")
+        argv, fit_args = argv[:cut], argv[cut + 1 :]
+    ns = parser.parse_args(argv)
+    if fit_args and ns.command not in ("train", "export"):
+        parser.error(f"unrecognized arguments: {' '.join(fit_args)}")
+    ns.fit_args = fit_args
     try:
         return ns.func(ns)
-    except (KeyError, FileNotFoundError, ValueError, RuntimeError) as error:
+    except (
+        KeyError,
+        FileNotFoundError,
+        FileExistsError,
+        TypeError,
+        ValueError,
+        RuntimeError,
+    ) as error:
         print(f"geozoo zoo {ns.command}: error: {error}", file=sys.stderr)
         return 2
 
@@ -198,7 +204,11 @@ def main(args: ArgsType = None) -> int | None:
         if args is None:
             sys.exit(code)
         return code
-    build_cli(None if args is None else argv)  # None: LightningCLI reads sys.argv itself
+    if args is None:  # LightningCLI reads sys.argv itself (given args too, it warns)
+        sys.argv[1:] = resolve_config_args(argv)
+        build_cli(None)
+    else:
+        build_cli(resolve_config_args(argv))
     return 0
 
 

@@ -5,8 +5,8 @@ For each method and seed a fresh student (``cnn_mnist_tiny``, ~4.8k parameters) 
 through the objective protocol in a plain PyTorch loop (the same ``StepContext`` the Lightning
 task builds).  The frozen teacher's logits on the fixed training set are computed once and passed
 as ``ctx.extras["teacher_logits"]``.  Students are evaluated on the 1,000 held-out digits, clean
-and affNIST-style, for accuracy and expected calibration error (15 bins,
-:func:`geozoo.metrics.calibration.expected_calibration_error`).
+and affNIST-style, for accuracy and expected calibration error (15 bins), both in percent, by
+the zoo's :func:`geozoo.zoo.pretrained.classification_metrics` (torchmetrics).
 
 Methods: ``ce`` (no teacher), ``kd_<divergence>`` (CE + ``Distillation`` with each divergence,
 T = 4), ``pld`` (Plackett-Luce, no separate CE), ``bdkd`` (online BD-KD: CE + the objective, its
@@ -34,10 +34,11 @@ from pathlib import Path
 
 import torch
 from torch import Tensor, nn
+from torch.utils.data import DataLoader, TensorDataset
 
 import geozoo
 from geozoo.data import MNISTDataModule
-from geozoo.metrics.calibration import expected_calibration_error, reliability_diagram
+from geozoo.metrics.calibration import reliability_diagram
 from geozoo.objectives import (
     BalancedDivergenceDistillation,
     CrossEntropy,
@@ -47,6 +48,7 @@ from geozoo.objectives import (
     SinkhornDistillation,
 )
 from geozoo.objectives.base import Objective, StepContext
+from geozoo.zoo.pretrained import classification_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "objectives.md"
@@ -107,14 +109,11 @@ def predict(network: nn.Module, images: Tensor, batch: int = 500) -> Tensor:
 
 
 def evaluate(network: nn.Module, tests: dict[str, tuple[Tensor, Tensor]]) -> dict[str, float]:
-    out = {}
-    for name, (images, labels) in tests.items():
-        logits = predict(network, images)
-        out[f"{name}/acc"] = 100.0 * (logits.argmax(-1) == labels).float().mean().item()
-        out[f"{name}/ece"] = 100.0 * expected_calibration_error(
-            logits, labels, 15, from_logits=True
-        )
-    return out
+    """Accuracy and ECE (15 bins) in percent: the zoo's own metrics (torchmetrics)."""
+    loaders = {
+        name: DataLoader(TensorDataset(*test), batch_size=500) for name, test in tests.items()
+    }
+    return classification_metrics(network, loaders, 10)
 
 
 def train_one(

@@ -29,9 +29,11 @@ from typing import Any
 import torch
 from torch import nn
 from torch.nn import functional as F
+from torch.utils.data import DataLoader, TensorDataset
 
 from geozoo.data import MNISTDataModule
 from geozoo.zoo import create_model
+from geozoo.zoo.pretrained import classification_metrics
 
 VARIANTS = (
     "vit_tiny_mnist",
@@ -83,14 +85,10 @@ def load_digits(limit_train: int | None) -> dict[str, tuple[torch.Tensor, torch.
     return {"train": train, "test": test}
 
 
-@torch.no_grad()
 def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> float:
-    model.eval()
-    hits = sum(
-        int((model(images[i : i + 500]).argmax(1) == labels[i : i + 500]).sum())
-        for i in range(0, len(labels), 500)
-    )
-    return hits / len(labels)
+    """Top-1 accuracy as a fraction, by the zoo's metrics (torchmetrics)."""
+    loader = DataLoader(TensorDataset(images, labels), batch_size=500)
+    return classification_metrics(model, {"set": loader}, 10)["set/acc"] / 100
 
 
 def train_one(

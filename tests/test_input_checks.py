@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 
 import pytest
 import torch
@@ -71,7 +72,7 @@ def test_check_follows_the_module_dtype_through_copies() -> None:
 
 
 def test_spec_without_a_range_checks_shape_and_finiteness_only() -> None:
-    spec = InputSpec(shape=(4, 3))
+    spec = InputSpec(shape=(4, 3), value_range=(-math.inf, math.inf))
     big = torch.full((2, 4, 3), 1e6)
     assert check_input(big, spec) is big
     with pytest.raises(ValueError, match=r"shape \(N, 4, 3\), got shape \(2, 3, 3\)"):

@@ -8,9 +8,11 @@ and
 
 (Guo et al. 2017, "On calibration of modern neural networks", Eq. 3; Naeini et al. 2015);
 ``norm="max"`` gives the maximum calibration error (MCE, Eq. 5) and ``norm="l2"`` the root of the
-count-weighted squared gaps.  The task already logs torchmetrics' ``MulticlassCalibrationError``
-during training; these functions are the standalone, reusable versions that also return the
-per-bin statistics a reliability diagram needs.
+count-weighted squared gaps.  The number itself is always torchmetrics'
+``multiclass_calibration_error`` (the same computation the tasks log and the zoo's cards report);
+:func:`calibration_bins` adds the per-bin statistics a reliability diagram needs, which
+torchmetrics does not return.  Functions here return ECE as a fraction in [0, 1]; reports
+(cards, docs, ``geozoo zoo eval``) give it in percent.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 from torch import Tensor
+from torchmetrics.functional.classification import multiclass_calibration_error
 
 if TYPE_CHECKING:  # matplotlib is imported lazily by reliability_diagram
     from matplotlib.axes import Axes
@@ -66,9 +69,7 @@ class CalibrationBins:
         raise ValueError(f"norm must be 'l1', 'l2' or 'max', got {norm!r}")
 
 
-def _confidences(
-    scores: Tensor, targets: Tensor, from_logits: bool | None
-) -> tuple[Tensor, Tensor]:
+def _probabilities(scores: Tensor, targets: Tensor, from_logits: bool | None) -> Tensor:
     if scores.ndim != 2:
         raise ValueError(f"expected scores of shape (N, C), got {tuple(scores.shape)}")
     if targets.shape != scores.shape[:1]:
@@ -83,8 +84,13 @@ def _confidences(
         from_logits = bool((scores < 0).any()) or not torch.allclose(
             sums, torch.ones_like(sums), atol=1e-4
         )
-    probs = torch.softmax(scores, -1) if from_logits else scores
-    confidence, prediction = probs.max(-1)
+    return torch.softmax(scores, -1) if from_logits else scores
+
+
+def _confidences(
+    scores: Tensor, targets: Tensor, from_logits: bool | None
+) -> tuple[Tensor, Tensor]:
+    confidence, prediction = _probabilities(scores, targets, from_logits).max(-1)
     return confidence, (prediction == targets.to(prediction.device)).double()
 
 
@@ -123,10 +129,20 @@ def expected_calibration_error(
 ) -> float:
     """Expected calibration error of ``scores`` ``(N, C)`` against ``targets`` (Guo et al. 2017).
 
-    ``norm="l1"`` is the ECE, ``"max"`` the MCE and ``"l2"`` the RMS calibration error.
-    Returns a Python float in [0, 1].
+    ``norm="l1"`` is the ECE, ``"max"`` the MCE and ``"l2"`` the RMS calibration error, as
+    computed by torchmetrics (on probabilities; logits are converted first). Returns a Python
+    float in [0, 1].
     """
-    return float(calibration_bins(scores, targets, n_bins, from_logits).error(norm))
+    if not (isinstance(n_bins, int) and n_bins >= 1):
+        raise ValueError(f"n_bins must be a positive integer, got {n_bins!r}")
+    if norm not in ("l1", "l2", "max"):
+        raise ValueError(f"norm must be 'l1', 'l2' or 'max', got {norm!r}")
+    probs = _probabilities(scores, targets, from_logits)
+    return float(
+        multiclass_calibration_error(
+            probs, targets.to(probs.device), probs.shape[-1], n_bins=n_bins, norm=norm
+        )
+    )
 
 
 def reliability_diagram(

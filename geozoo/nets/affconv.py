@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from geozoo.nets.cnn import PlainCNN
+from geozoo.nets.cnn import AFFNIST_FRAME, PlainCNN
 from geozoo.nn.affine_conv import (
     AffineGroupConv2d,
     AffineLiftingConv2d,
@@ -183,19 +183,19 @@ def _builder(group: str, kwargs: dict) -> AffConvNet:
     return AffConvNet(**{"group": group, "in_channels": 1, "num_classes": 10, **kwargs})
 
 
-@register_model
+@register_model(pretrained_cfg=AFFNIST_FRAME)
 def affconv_gl2_mnist(**kwargs) -> AffConvNet:
     """R^2 x| GL+(2) group-convolutional network for 40x40 digits (affNIST protocol)."""
     return _builder("gl2", kwargs)
 
 
-@register_model
+@register_model(pretrained_cfg=AFFNIST_FRAME)
 def affconv_sl2_mnist(**kwargs) -> AffConvNet:
     """R^2 x| SL(2) group-convolutional network for 40x40 digits (affNIST protocol)."""
     return _builder("sl2", kwargs)
 
 
-@register_model
+@register_model(pretrained_cfg=AFFNIST_FRAME)
 def cnn_affaug_mnist(**kwargs) -> PlainCNN:
     """The plain CNN of ``cnn_mnist`` trained WITH random affNIST-style augmentation: the
     baseline a user would reach for instead of an equivariant network."""

@@ -7,7 +7,11 @@ from collections.abc import Sequence
 from torch import Tensor, nn
 
 from geozoo.nn.checks import check_images
+from geozoo.zoo.pretrained import InputSpec, PretrainedCfg
 from geozoo.zoo.registry import register_model
+
+#: 40x40 digits in [0, 1] (the affNIST frame), classified into 10 classes.
+AFFNIST_FRAME = PretrainedCfg(input=InputSpec((1, 40, 40)))
 
 __all__ = ["PlainCNN", "cnn_mnist"]
 
@@ -69,7 +73,7 @@ class PlainCNN(nn.Module):
         return self.head(self.features((x - self.mean) / self.std))
 
 
-@register_model
+@register_model(pretrained_cfg=AFFNIST_FRAME)
 def cnn_mnist(**kwargs) -> PlainCNN:
     """Plain CNN baseline for 40x40 MNIST digits (the affNIST frame)."""
     return PlainCNN(**{"in_channels": 1, "num_classes": 10, "input_size": (40, 40), **kwargs})

@@ -36,6 +36,7 @@ from torch import Tensor, nn
 from geozoo.groups import MatrixGroup, get_group
 from geozoo.groups.projection import equivariant_projector
 from geozoo.groups.representations import Rep, tensor_features
+from geozoo.zoo.pretrained import InputSpec, PretrainedCfg, regression_metrics
 from geozoo.zoo.registry import register_model
 
 __all__ = [
@@ -310,7 +311,13 @@ def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-@register_model
+#: The modified-inertia task: 5 masses and 5 positions in, a 3x3 tensor out.
+INERTIA = PretrainedCfg(
+    input=InputSpec((20,), (float("-inf"), float("inf"))), metrics=regression_metrics
+)
+
+
+@register_model(pretrained_cfg=INERTIA)
 def emlp(**kwargs) -> EquivariantMLP:
     """EMLP-shaped network; ``mode`` free (soft, for the mixed-symmetry regularizer),
     equivariant (hard) or rpp.  Default: modified-inertia shapes (5 scalars + 5 vectors -> T2)."""
@@ -318,7 +325,7 @@ def emlp(**kwargs) -> EquivariantMLP:
     return EquivariantMLP(**{**defaults, **kwargs})
 
 
-@register_model
+@register_model(pretrained_cfg=INERTIA)
 def plain_mlp(**kwargs) -> PlainMLP:
     """Plain MLP baseline; default: modified-inertia shapes."""
     defaults = {"rep_in": [5, 5], "rep_out": [0, 0, 1]}

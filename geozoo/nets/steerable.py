@@ -15,19 +15,29 @@ so that rotating the digit does not move content across the square frame.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import copy
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.utils.data import DataLoader
 
 from geozoo.groups import Cyclic, Dihedral, get_group
 from geozoo.nn.checks import check_images
 from geozoo.nn.steerable import FiberPool, SteerableConvBlock, field_type, import_escnn
 from geozoo.nn.steerable import steerable_gspace as _gspace
+from geozoo.zoo.pretrained import ExtraForm, InputSpec, PretrainedCfg, Published
 from geozoo.zoo.registry import register_model
 
-__all__ = ["SteerableCNN", "group_order", "steerable_c8_rotmnist", "steerable_d4_rotmnist"]
+__all__ = [
+    "SteerableCNN",
+    "group_order",
+    "measure_invariance",
+    "publish_exported",
+    "steerable_c8_rotmnist",
+    "steerable_d4_rotmnist",
+]
 
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 
@@ -39,6 +49,18 @@ def group_order(group: str | Cyclic) -> int:
     if not isinstance(value, Cyclic):  # Dihedral is a Cyclic subclass
         raise ValueError(f"group must be 'cN' or 'dN' with N >= 1, got {group!r}")
     return value.order
+
+
+def _own_basis_expansions(body: nn.Module) -> None:
+    """Give ``body`` its own copies of its kernel-basis modules.
+
+    escnn keeps one module per kernel basis for the whole process (and so for every network
+    built in it); loading a shipped basis into a shared one would change other networks.
+    """
+    for module in list(body.modules()):
+        for name, child in list(module.named_children()):
+            if name.startswith("block_expansion_"):
+                module._modules[name] = copy.deepcopy(child)
 
 
 class SteerableCNN(nn.Module):
@@ -132,7 +154,9 @@ class SteerableCNN(nn.Module):
             block = SteerableConvBlock(current, fields, "regular", k, pool)
             layers += list(block.layers.children())
             current = block.out_type
-        return escnn.nn.SequentialModule(*layers), in_type
+        body = escnn.nn.SequentialModule(*layers)
+        _own_basis_expansions(body)
+        return body, in_type
 
     def _plain_body(self) -> nn.Sequential:
         """The layer-for-layer plain-torch skeleton of what escnn's ``export()`` produces."""
@@ -175,14 +199,94 @@ class SteerableCNN(nn.Module):
         return plain.eval()
 
 
-@register_model
+#: The largest logit gap allowed between the escnn form and its export.
+EXPORT_TOLERANCE = 1e-4
+
+
+def publish_exported(network: SteerableCNN) -> Published:
+    """The zoo's export step: publish the plain-torch form and ship the escnn form beside it.
+
+    The escnn form's file holds its whole state, including the kernel bases escnn sampled
+    (``sampled_basis``) on the publishing machine: escnn solves for those bases numerically and
+    the result depends on the BLAS kernels of the machine (see docs/steerable_e3nn.md), so a
+    basis recomputed elsewhere may not fit the learned coefficients. Loading the shipped state
+    overwrites the local basis, so ``create_model(name, pretrained=True, exported=False)`` is
+    the published network on any machine.
+    """
+    plain = network.export()
+    probe = InputSpec((network.in_channels, *network.input_size)).example(4)
+    with torch.no_grad():
+        gap = float((network(probe) - plain(probe)).abs().max())
+    if gap > EXPORT_TOLERANCE:
+        raise RuntimeError(
+            f"the exported network differs from the escnn network by {gap:.2e} in the logits "
+            f"(allowed {EXPORT_TOLERANCE:g})"
+        )
+    from geozoo.nn.steerable import basis_backend
+
+    return Published(
+        plain,
+        arguments={"exported": True},
+        forms=[
+            ExtraForm(
+                "escnn",
+                {"exported": False},
+                network,
+                "the escnn form for fine-tuning, with the kernel bases it was trained with",
+            )
+        ],
+        info={"export_max_abs_logit_gap": float(f"{gap:.3g}"), "basis_backend": basis_backend()},
+    )
+
+
+def measure_invariance(
+    network: nn.Module, arguments: Mapping[str, Any], loaders: Mapping[str, DataLoader]
+) -> dict[str, float]:
+    """Measured invariance errors of the logits on 64 digits of the first test set: on the
+    pixel-exact elements of the group (rotations by multiples of 90 degrees, and the flips for
+    D_N), in float32 and float64, and on resampled rotations by 22.5, 45 and 135 degrees."""
+    from geozoo.testing import d4_elements, equivariance_error, rot90, rotate
+
+    group = str(arguments.get("group", "c8")).lower()
+    order = group_order(group)
+    reflections = group[0] == "d"
+    rotations = order // 2 if reflections else order
+    if rotations % 4:
+        raise ValueError(f"{group}: no rotation by 90 degrees in the group to measure exactly")
+    exact = d4_elements() if reflections else [rot90(k) for k in (1, 2, 3)]
+    x = next(iter(next(iter(loaders.values()))))[0][:64]
+    results: dict[str, float] = {}
+    for dtype, tag in ((torch.float32, "float32"), (torch.float64, "float64")):
+        error = equivariance_error(network, x, exact, dtype=dtype)
+        results[f"logit_rel_error_exact_{tag}_max"] = float(f"{error.max:.3g}")
+    error = equivariance_error(network, x, [rotate(a) for a in (22.5, 45.0, 135.0)])
+    results["logit_rel_error_rotate_22.5_45_135_float64_max"] = float(f"{error.max:.3g}")
+    results["logit_rel_error_rotate_22.5_45_135_float64_mean"] = float(f"{error.mean:.3g}")
+    return results
+
+
+_ROTATED_DIGITS = PretrainedCfg(
+    input=InputSpec((1, 28, 28)),
+    primary_metric="rotated/acc",
+    export=publish_exported,
+    measure=measure_invariance,
+    notes="Stored in exported form: plain Conv2d/BatchNorm2d/ReLU/MaxPool2d layers, so loading "
+    "needs neither escnn nor any kernel-basis computation. "
+    "`create_model(name, pretrained=True, exported=False)` loads the escnn form for "
+    "fine-tuning from `escnn_weights.safetensors`, which holds its whole state including the "
+    "sampled kernel bases, so it is the same network on every machine. `golden` in "
+    "config.json holds the logits of a seeded input, which tests compare against both forms.",
+)
+
+
+@register_model(pretrained_cfg=_ROTATED_DIGITS)
 def steerable_c8_rotmnist(**kwargs) -> SteerableCNN:
     """C8-steerable CNN (regular fields, 45-degree rotations) for 28x28 MNIST digits rotated
     uniformly in [0, 360)."""
     return SteerableCNN(**{"group": "c8", "input_size": (28, 28), **kwargs})
 
 
-@register_model
+@register_model(pretrained_cfg=_ROTATED_DIGITS)
 def steerable_d4_rotmnist(**kwargs) -> SteerableCNN:
     """D4-steerable CNN (regular fields, 90-degree rotations and reflections) for 28x28 MNIST
     digits rotated uniformly in [0, 360)."""

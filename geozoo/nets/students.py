@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from geozoo.nets.cnn import PlainCNN
+from geozoo.nets.cnn import AFFNIST_FRAME, PlainCNN
 from geozoo.zoo.registry import register_model
 
 __all__ = ["cnn_mnist_tiny"]
 
 
-@register_model
+@register_model(pretrained_cfg=AFFNIST_FRAME)
 def cnn_mnist_tiny(**kwargs: Any) -> PlainCNN:
     """A 4-8-16 channel :class:`PlainCNN` for 40x40 MNIST digits (about 1/15 of ``cnn_mnist``'s
     multiply-adds): the student of ``scripts/reproduce_distillation.py``.  Its two pooled stages

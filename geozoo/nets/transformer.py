@@ -38,6 +38,7 @@ from torch import Tensor, nn
 
 from geozoo.nn.attention import QKMode, ReducedTransformerBlock, Similarity, VOMode
 from geozoo.nn.checks import check_images
+from geozoo.zoo.pretrained import InputSpec, PretrainedCfg
 from geozoo.zoo.registry import register_model
 
 __all__ = [
@@ -234,6 +235,10 @@ def _cifar10(**kwargs: Any) -> dict[str, Any]:
     }
 
 
+#: 28x28 digits / 32x32 colour images in [0, 1], 10 classes.
+MNIST_DIGITS = PretrainedCfg(input=InputSpec((1, 28, 28)))
+CIFAR10_IMAGES = PretrainedCfg(input=InputSpec((3, 32, 32)))
+
 FULL: dict[str, Any] = {"heads": 4, "qk": "separate", "similarity": "general", "vo": "separate"}
 MINIMAL: dict[str, Any] = {
     "heads": 4,
@@ -244,19 +249,19 @@ MINIMAL: dict[str, Any] = {
 }
 
 
-@register_model
+@register_model(pretrained_cfg=MNIST_DIGITS)
 def vit_tiny_mnist(**kwargs: Any) -> PatchTransformer:
     """Full ViT baseline for 28x28 MNIST: 7x7 patches, width 64, depth 6, 4 heads, MLP ratio 4."""
     return PatchTransformer(**_mnist(**{**FULL, "mlp": True, **kwargs}))
 
 
-@register_model
+@register_model(pretrained_cfg=MNIST_DIGITS)
 def symformer_nomlp_mnist(**kwargs: Any) -> PatchTransformer:
     """``vit_tiny_mnist`` without the MLPs (Bermeitinger et al. reduction 1)."""
     return PatchTransformer(**_mnist(**{**FULL, "mlp": False, **kwargs}))
 
 
-@register_model
+@register_model(pretrained_cfg=MNIST_DIGITS)
 def symformer_wqk_mnist(**kwargs: Any) -> PatchTransformer:
     """No MLP, one head, collapsed ``W^QK`` and ``W^VO`` (2N^2 per layer; reduction 2)."""
     return PatchTransformer(
@@ -264,7 +269,7 @@ def symformer_wqk_mnist(**kwargs: Any) -> PatchTransformer:
     )
 
 
-@register_model
+@register_model(pretrained_cfg=MNIST_DIGITS)
 def symformer_sym_mnist(**kwargs: Any) -> PatchTransformer:
     """No MLP, one head, symmetric ``W^QK = T T^T`` and collapsed ``W^VO`` (reduction 4)."""
     return PatchTransformer(
@@ -272,31 +277,31 @@ def symformer_sym_mnist(**kwargs: Any) -> PatchTransformer:
     )
 
 
-@register_model
+@register_model(pretrained_cfg=MNIST_DIGITS)
 def symformer_wqk_novo_mnist(**kwargs: Any) -> PatchTransformer:
     """No MLP, one head, collapsed general ``W^QK``, no ``W^V``/``W^O`` (reductions 2 + 3)."""
     return PatchTransformer(**_mnist(**{**MINIMAL, "heads": 1, "similarity": "general", **kwargs}))
 
 
-@register_model
+@register_model(pretrained_cfg=MNIST_DIGITS)
 def symformer_min1h_mnist(**kwargs: Any) -> PatchTransformer:
     """The paper's minimal transformer: no MLP, one head, ``W^QK = T T^T``, no ``W^V``/``W^O``."""
     return PatchTransformer(**_mnist(**{**MINIMAL, "heads": 1, **kwargs}))
 
 
-@register_model
+@register_model(pretrained_cfg=MNIST_DIGITS)
 def symformer_min_mnist(**kwargs: Any) -> PatchTransformer:
     """The minimal transformer with 4 heads: no MLP, ``W^QK_h = T_h T_h^T``, no ``W^V``/``W^O``."""
     return PatchTransformer(**_mnist(**{**MINIMAL, **kwargs}))
 
 
-@register_model
+@register_model(pretrained_cfg=CIFAR10_IMAGES)
 def vit_tiny_cifar10(**kwargs: Any) -> PatchTransformer:
     """Full ViT baseline for 32x32 CIFAR-10: 4x4 patches, width 128, depth 6, 4 heads, MLP."""
     return PatchTransformer(**_cifar10(**{**FULL, "mlp": True, **kwargs}))
 
 
-@register_model
+@register_model(pretrained_cfg=CIFAR10_IMAGES)
 def symformer_min_cifar10(**kwargs: Any) -> PatchTransformer:
     """The minimal transformer for CIFAR-10 (same stem and width as ``vit_tiny_cifar10``)."""
     return PatchTransformer(**_cifar10(**{**MINIMAL, **kwargs}))

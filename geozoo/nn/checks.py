@@ -68,33 +68,58 @@ def check_images(
 
 @dataclass(frozen=True)
 class InputSpec:
-    """What a network accepts: per-sample shape, value range and dtype (a card's ``"input"``).
+    """What a network accepts: one sample's shape, value range and dtype (a card's ``"input"``).
+
+    Zoo image models take float images in [0, 1] (the default range); unbounded ranges
+    (``-inf``/``inf``, e.g. point coordinates) are not range-checked.
 
     Args:
         shape: the shape of one sample, e.g. ``(1, 40, 40)`` or ``(4, 3)``; ``None`` for any.
-        value_range: ``(low, high)``; infinite bounds are not checked.
+        value_range: ``(low, high)``.
         dtype: the dtype the weights were trained in (informative: inputs are cast to the
             module's own parameter dtype, whatever it is now).
         tolerance: how far values may leave the range, as a fraction of its width.
     """
 
     shape: tuple[int, ...] | None = None
-    value_range: tuple[float, float] = (-math.inf, math.inf)
-    dtype: torch.dtype | None = None
+    value_range: tuple[float, float] = (0.0, 1.0)
+    dtype: str = "float32"
     tolerance: float = RANGE_TOLERANCE
+
+    @classmethod
+    def from_dict(cls, spec: Mapping[str, Any]) -> InputSpec:
+        """The spec of a card's ``"input"`` entry; a missing range is unbounded."""
+        shape = spec.get("input_size")
+        low, high = (spec.get("value_range") or (-math.inf, math.inf))[:2]
+        return cls(
+            shape=None if shape is None else tuple(int(s) for s in shape),
+            value_range=(float(low), float(high)),  # JSON writes infinities as "inf"
+            dtype=str(spec.get("dtype", "float32")).replace("torch.", ""),
+        )
 
     @classmethod
     def from_card(cls, card: Mapping[str, Any]) -> InputSpec:
         """The spec of a checkpoint's ``config.json`` (its ``"input"`` entry)."""
-        spec = card.get("input") or {}
-        shape = spec.get("input_size")
-        low, high = (spec.get("value_range") or (-math.inf, math.inf))[:2]
-        dtype = spec.get("dtype")
-        return cls(
-            shape=None if shape is None else tuple(int(s) for s in shape),
-            value_range=(float(low), float(high)),  # JSON writes infinities as "inf"
-            dtype=None if dtype is None else getattr(torch, str(dtype).replace("torch.", "")),
-        )
+        return cls.from_dict(card.get("input") or {})
+
+    def as_dict(self) -> dict[str, Any]:
+        """The card's ``input`` entry (JSON has no infinity: unbounded ends are strings)."""
+        ends = [v if math.isfinite(v) else str(v) for v in map(float, self.value_range)]
+        shape = None if self.shape is None else list(self.shape)
+        return {"input_size": shape, "value_range": ends, "dtype": self.dtype}
+
+    def example(self, batch: int, seed: int = 1234) -> Tensor:
+        """A seeded batch ``(batch, *shape)`` inside the range: uniform where it is bounded,
+        standard normal where not (the zoo's golden input)."""
+        if self.shape is None:
+            raise ValueError("an InputSpec without a shape has no example batch")
+        generator = torch.Generator().manual_seed(seed)
+        dtype = getattr(torch, self.dtype)
+        low, high = (float(v) for v in self.value_range)
+        if math.isfinite(low) and math.isfinite(high):
+            x = torch.rand(batch, *self.shape, generator=generator, dtype=dtype)
+            return x if (low, high) == (0.0, 1.0) else low + (high - low) * x
+        return torch.randn(batch, *self.shape, generator=generator, dtype=dtype)
 
     def describe(self) -> str:
         low, high = self.value_range

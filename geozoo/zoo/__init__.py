@@ -2,10 +2,19 @@
 
 from geozoo.zoo.factory import card, create_model
 from geozoo.zoo.hub import models_dir, resolve_checkpoint
+from geozoo.zoo.pretrained import InputSpec, PretrainedCfg
 from geozoo.zoo.registry import UnknownModelError, is_model, list_models, register_model
-from geozoo.zoo.weights import WeightsIntegrityError, save_checkpoint, sha256_file
+from geozoo.zoo.weights import (
+    CheckpointConfigError,
+    WeightsIntegrityError,
+    save_checkpoint,
+    sha256_file,
+)
 
 __all__ = [
+    "CheckpointConfigError",
+    "InputSpec",
+    "PretrainedCfg",
     "UnknownModelError",
     "WeightsIntegrityError",
     "card",

@@ -1,4 +1,9 @@
-"""Model cards: the README.md of a checkpoint folder, rendered from its config.json."""
+"""Model cards: the README.md of a checkpoint folder, rendered from its config.json.
+
+Units: accuracies and calibration errors are in percent everywhere in the zoo (cards,
+``geozoo zoo eval``, docs). Cards carry no timings: speed depends on the machine and its load;
+``scripts/bench_*.py`` measure it against a baseline in the same run.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,24 @@ def _table(rows: list[tuple[str, str]]) -> str:
     return "\n".join(lines)
 
 
+def _seeds(summary: dict[str, Any]) -> list[str]:
+    seeds = summary["seeds"]
+    keys = list(summary["mean"])
+    header = "| metric | mean ± std | " + " | ".join(f"seed {s}" for s in seeds) + " |"
+    rows = [
+        f"| {k} | {summary['mean'][k]} ± {summary['std'][k]} | "
+        + " | ".join(str(summary["per_seed"][str(s)][k]) for s in seeds)
+        + " |"
+        for k in keys
+    ]
+    return [
+        f"## Seeds ({len(seeds)} runs)",
+        "\n".join([header, "|---|---|" + "---|" * len(seeds), *rows]),
+        f"Published: seed {summary['published_seed']}, the {summary['rule']} "
+        f"(`{summary['primary_metric']}`); std over seeds with n - 1 in the denominator.",
+    ]
+
+
 def render_model_card(config: dict[str, Any]) -> str:
     """Markdown card listing the architecture, input spec, metrics and the commands behind them."""
     name = config["name"]
@@ -20,35 +43,45 @@ def render_model_card(config: dict[str, Any]) -> str:
     metric_rows = [(key, f"{value}") for key, value in config.get("metrics", {}).items()]
     measured = config.get("measurements", {})
     measurement_rows = [(k, f"{v}") for k, v in measured.items() if k not in ("command", "note")]
+    usage = [
+        "import geozoo",
+        f'model = geozoo.create_model("{name}", pretrained=True)  # sha256-checked',
+        f"outputs = model(inputs)  # {spec['dtype']} in [{spec['value_range'][0]}, "
+        f"{spec['value_range'][1]}], shape (N, {', '.join(map(str, spec['input_size']))})",
+    ]
+    files = [("weights", f"`{weights['file']}` ({weights['bytes']:,} bytes)")]
+    files.append(("sha256", f"`{weights['sha256']}`"))
+    for form, info in config.get("forms", {}).items():
+        arguments = ", ".join(f"{k}={v!r}" for k, v in info["arguments"].items())
+        usage.append(
+            f'{form} = geozoo.create_model("{name}", pretrained=True, {arguments})'
+            f"  # {info.get('description', form)}"
+        )
+        files.append((f"{form} form", f"`{info['file']}` ({info['bytes']:,} bytes)"))
+        files.append((f"{form} sha256", f"`{info['sha256']}`"))
     sections = [
         f"# {name}",
         config.get("description", ""),
         "## Use",
-        "```python\nimport geozoo\n"
-        f'model = geozoo.create_model("{name}", pretrained=True)  # sha256-checked\n'
-        f"logits = model(images)  # float in [{spec['value_range'][0]}, {spec['value_range'][1]}],"
-        f" shape (N, {', '.join(map(str, spec['input_size']))})\n```",
+        "```python\n" + "\n".join(usage) + "\n```",
         "## Checkpoint",
         _table(
             [
                 ("architecture", f"`{config['architecture']}` {config.get('arguments', {})}"),
                 ("parameters", f"{weights['num_params']:,}"),
-                ("weights", f"`{weights['file']}` ({weights['bytes']:,} bytes)"),
-                ("sha256", f"`{weights['sha256']}`"),
+                *files,
                 ("recipe", f"`{config.get('recipe', '')}`"),
                 ("data", config.get("data", {}).get("description", "")),
             ]
         ),
-        "## Metrics (held-out test digits; accuracy in %, ECE in [0, 1])",
+        "## Metrics (held-out test sets; accuracy and calibration error in %)",
         _table(metric_rows),
         f"Recompute with `{config.get('metrics_command', '')}`.",
     ]
+    if "seeds" in config:
+        sections += _seeds(config["seeds"])
     if measurement_rows:
-        sections += [
-            "## Measurements on the training machine",
-            _table(measurement_rows),
-            measured.get("note", ""),
-        ]
+        sections += ["## Measurements", _table(measurement_rows), measured.get("note", "")]
     notes = config.get("notes")
     if notes:
         sections += ["## Notes", notes]

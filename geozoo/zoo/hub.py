@@ -1,5 +1,6 @@
-"""Where checkpoints come from: the repository's ``models/`` folder, another local folder, a URL,
-or a Hugging Face repository pinned by revision.  Downloads land in a cache folder and are
+"""Where checkpoints come from: the zoo's own folder (``models/`` of a source checkout, or its
+copy shipped inside the installed package), another local folder, a URL, or a Hugging Face
+repository pinned by revision.  Downloads land in a cache folder and are
 checked against the sha256 in the checkpoint's config like any local file."""
 
 from __future__ import annotations
@@ -9,21 +10,32 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from geozoo.zoo.weights import CONFIG_FILE, WEIGHTS_FILE
+from geozoo.zoo.weights import CONFIG_FILE, WEIGHTS_FILE, load_config
 
-__all__ = ["cache_dir", "has_checkpoint", "models_dir", "resolve_checkpoint"]
+__all__ = ["cache_dir", "has_checkpoint", "models_dir", "resolve_checkpoint", "shipped_dir"]
 
 
 def models_dir() -> Path:
     """The folder holding the zoo's published checkpoints.
 
-    ``$GEOZOO_MODELS_DIR`` if set, else ``models/`` next to the ``geozoo`` package (a source
-    checkout or an editable install).
+    ``$GEOZOO_MODELS_DIR`` if set; else ``models/`` next to the ``geozoo`` package (a source
+    checkout or an editable install); else the copy the wheel ships as package data
+    (``geozoo/_shipped/models``).
     """
     env = os.environ.get("GEOZOO_MODELS_DIR")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parents[2] / "models"
+    return shipped_dir("models")
+
+
+def shipped_dir(kind: str) -> Path:
+    """``models`` or ``configs``: the repository's folder in a source checkout (or editable
+    install), else the copy inside the installed package, ``geozoo/_shipped/KIND``."""
+    package = Path(__file__).resolve().parents[1]
+    root = package.parent
+    if (root / "pyproject.toml").is_file() and (root / kind).is_dir():
+        return root / kind
+    return package / "_shipped" / kind
 
 
 def cache_dir() -> Path:
@@ -48,7 +60,7 @@ def resolve_checkpoint(name: str, weights: str | os.PathLike | None = None) -> P
         if not (folder / CONFIG_FILE).is_file():
             raise FileNotFoundError(
                 f"no published checkpoint for {name!r}: looked for {folder / CONFIG_FILE}. "
-                f"Train one with `python scripts/train_zoo.py {name}` or pass weights=FOLDER."
+                f"Train one with `geozoo zoo train {name}` or pass weights=FOLDER."
             )
         return folder
     spec = str(weights)
@@ -67,16 +79,27 @@ def resolve_checkpoint(name: str, weights: str | os.PathLike | None = None) -> P
     return folder
 
 
+def _weight_files(folder: Path) -> list[str]:
+    """The weight files a downloaded ``config.json`` lists (published form and other forms)."""
+    config = load_config(folder)
+    return [config["weights"]["file"], *(f["file"] for f in config.get("forms", {}).values())]
+
+
 def _download_url_folder(url: str) -> Path:
     base = url.rstrip("/")
     target = cache_dir() / "url" / urllib.parse.quote(base, safe="")
     target.mkdir(parents=True, exist_ok=True)
-    for filename in (CONFIG_FILE, WEIGHTS_FILE):
+
+    def fetch(filename: str) -> None:
         destination = target / filename
         if not destination.is_file():
             partial = destination.with_suffix(".partial")
             urllib.request.urlretrieve(f"{base}/{filename}", partial)
             partial.replace(destination)
+
+    fetch(CONFIG_FILE)
+    for filename in _weight_files(target):
+        fetch(filename)
     return target
 
 
@@ -90,7 +113,12 @@ def _download_hf(spec: str) -> Path:
         from huggingface_hub import hf_hub_download
     except ImportError as error:
         raise ImportError("loading from hf:// needs `pip install huggingface_hub`") from error
-    path = None
-    for filename in (CONFIG_FILE, WEIGHTS_FILE):
-        path = hf_hub_download(repo_id, filename, revision=revision, cache_dir=cache_dir() / "hf")
-    return Path(path).parent
+
+    def fetch(filename: str) -> Path:
+        local = hf_hub_download(repo_id, filename, revision=revision, cache_dir=cache_dir() / "hf")
+        return Path(local).parent
+
+    folder = fetch(CONFIG_FILE)
+    for filename in _weight_files(folder):
+        fetch(filename)
+    return folder

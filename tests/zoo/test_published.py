@@ -1,7 +1,6 @@
 """Every published checkpoint in models/ tells the truth about itself."""
 
 import json
-import math
 
 import pytest
 import torch
@@ -9,10 +8,14 @@ import torch
 import geozoo
 from geozoo.zoo import sha256_file
 from geozoo.zoo.evaluate import evaluate_entry
+from geozoo.zoo.factory import checkpoint_forms
 from geozoo.zoo.hub import models_dir
+from geozoo.zoo.pretrained import InputSpec
+from geozoo.zoo.registry import pretrained_cfg
 
 FOLDERS = sorted(p.parent for p in models_dir().glob("*/config.json"))
 FAST_EVAL = {"cnn_mnist"}
+TIMINGS = ("images_per_s", "seconds", "train_seconds")
 
 
 def _config(folder):
@@ -23,7 +26,8 @@ def _config(folder):
 def test_metadata_is_true(folder):
     config = _config(folder)
     assert config["name"] == folder.name
-    assert config["weights"]["sha256"] == sha256_file(folder / config["weights"]["file"])
+    for _, info in checkpoint_forms(config).values():
+        assert info["sha256"] == sha256_file(folder / info["file"])
     model = geozoo.create_model(folder.name, pretrained=True)
     assert config["weights"]["num_params"] == sum(p.numel() for p in model.parameters())
     card = (folder / "README.md").read_text()
@@ -31,37 +35,50 @@ def test_metadata_is_true(folder):
     assert config["metrics"], "a card must carry metrics"
     for key, value in config["metrics"].items():
         assert str(value) in card, f"metric {key}={value} is missing from the card"
-    assert config.get("metrics_command") and config.get("train_command")
+    assert config["metrics_command"] == f"geozoo zoo eval {folder.name}"
+    command = config["train_command"]  # one publishing path: zoo train, or zoo export of fits
+    assert command.startswith(f"geozoo zoo train {folder.name}") or (
+        command.startswith("geozoo fit --config ")
+        and f"zoo export CKPT ... --name {folder.name}" in command
+    )
+    assert config["recipe"] == f"configs/{folder.name}.yaml"
+    assert config["input"] == pretrained_cfg(folder.name).input.as_dict()
+    assert not any(t in key for key in json.dumps(config).split('"') for t in TIMINGS)
 
 
 @pytest.mark.parametrize("folder", FOLDERS, ids=lambda p: p.name)
-def test_loads_and_runs_on_its_input_spec(folder):
+def test_every_form_gives_the_golden_outputs(folder, tmp_path, monkeypatch):
+    """Each shipped form (the published one; e.g. the escnn form of steerable entries) loads on
+    its declared input spec and computes the outputs recorded when it was published."""
+    monkeypatch.setenv("GEOZOO_ESCNN_CACHE", str(tmp_path / "escnn"))
     config = _config(folder)
-    spec = config["input"]
-    model = geozoo.create_model(folder.name, pretrained=True)
-    low, high = (float(v) for v in spec["value_range"])
-    shape = (2, *spec["input_size"])
-    if math.isfinite(low) and math.isfinite(high):
-        x = low + (high - low) * torch.rand(shape)
-    else:  # unbounded inputs such as point coordinates
-        x = torch.randn(shape)
-    with torch.no_grad():
-        out = model(x)
-    assert torch.isfinite(out).all()
+    golden = config["golden"]
+    x = InputSpec.from_dict(config["input"]).example(golden["batch"], seed=golden["seed"])
+    published_arguments = config["arguments"]
+    for form, (arguments, _) in checkpoint_forms(config).items():
+        if form != "published":
+            pytest.importorskip("escnn")  # the only other form shipped today
+        overrides = {k: v for k, v in arguments.items() if published_arguments.get(k) != v}
+        model = geozoo.create_model(folder.name, pretrained=True, **overrides)
+        with torch.no_grad():
+            out = model(x).reshape(golden["batch"], -1)
+        assert torch.isfinite(out).all()
+        assert (out - torch.tensor(golden["outputs"])).abs().max() <= 1e-4, form
 
 
 def _eval_params():
     for folder in FOLDERS:
         marks = () if folder.name in FAST_EVAL else (pytest.mark.slow,)
-        if "evaluation" in _config(folder):
-            yield pytest.param(folder, marks=marks, id=folder.name)
+        yield pytest.param(folder, marks=marks, id=folder.name)
 
 
 @pytest.mark.parametrize("folder", list(_eval_params()))
 def test_card_metrics_are_reproduced(folder):
-    """The same check as `geozoo zoo eval NAME`: within 0.2 accuracy points of the card."""
+    """The same check as `geozoo zoo eval NAME`: within 0.2 accuracy points of the card, and
+    the calibration error (in percent) within 0.2 points too."""
     config = _config(folder)
-    measured = evaluate_entry(config, geozoo.create_model(folder.name, pretrained=True))
+    name = folder.name
+    measured = evaluate_entry(name, config, geozoo.create_model(name, pretrained=True))
+    assert set(measured) == set(config["metrics"])
     for key, value in config["metrics"].items():
-        if key.endswith("/acc") and key in measured:
-            assert abs(measured[key] - value) <= 0.2, (key, measured[key], value)
+        assert abs(measured[key] - value) <= 0.2, (key, measured[key], value)

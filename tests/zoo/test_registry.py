@@ -111,3 +111,27 @@ def test_bad_input_gets_a_clear_error(bad, match):
     model = geozoo.create_model("cnn_mnist", **TINY)
     with pytest.raises((ValueError, TypeError), match=match):
         model(bad)
+
+
+@pytest.mark.parametrize(
+    ("edit", "match"),
+    [
+        (lambda text: text[: len(text) // 2], r"is not valid JSON \(line \d+, column \d+"),
+        (
+            lambda text: text.replace('"weights"', '"wieghts"'),
+            r"key 'weights' must be a JSON object",
+        ),
+        (lambda text: text.replace('"sha256"', '"sha"'), r"weights lacks \['sha256'\]"),
+        (lambda text: "[]", "must hold a JSON object, got list"),
+    ],
+    ids=["truncated", "renamed key", "missing sha256", "not an object"],
+)
+def test_broken_config_names_the_file_and_the_problem(tmp_path, edit, match):
+    from geozoo.zoo import CheckpointConfigError
+
+    _tiny_checkpoint(tmp_path)
+    path = tmp_path / "config.json"
+    path.write_text(edit(path.read_text()))
+    with pytest.raises(CheckpointConfigError, match=match) as info:
+        geozoo.create_model("cnn_mnist", weights=tmp_path)
+    assert str(path) in str(info.value)
