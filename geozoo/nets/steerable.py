@@ -63,6 +63,24 @@ def _own_basis_expansions(body: nn.Module) -> None:
                 module._modules[name] = copy.deepcopy(child)
 
 
+def _check_pooled_sizes(input_size: Sequence[int], padding: int, pools: Sequence[bool]) -> None:
+    """2x2 pooling of an odd size drops the last row and column, so a quarter turn no longer
+    commutes with it: refuse such a network instead of publishing one that is not invariant."""
+    if padding < 0:
+        raise ValueError(f"padding must be >= 0, got {padding}")
+    h, w = (int(s) + 2 * padding for s in input_size)
+    if h != w:
+        raise ValueError(f"rotations need a square input, got input_size {tuple(input_size)}")
+    for index, pool in enumerate(pools):
+        if pool and h % 2:
+            raise ValueError(
+                f"block {index} pools a {h}x{h} map: 2x2 pooling of an odd size drops its last "
+                "row and column, which breaks the rotation symmetry; choose padding so that "
+                f"every pooled size is even (input {tuple(input_size)}, padding {padding})"
+            )
+        h = h // 2 if pool else h
+
+
 class SteerableCNN(nn.Module):
     """C_N / D_N steerable CNN with an invariant head.
 
@@ -77,6 +95,8 @@ class SteerableCNN(nn.Module):
         dropout: before the linear head.
         mean, std: input normalisation.
         exported: build the plain-torch form (no escnn); see the module docstring.
+        padding: zeros added on each side after masking, so that every 2x2 pooling halves an
+            even size (an odd one would break the rotation symmetry; checked when built).
         invariance: ``"group"``: the head pools each field over the whole group, so the logits
             are invariant under C_N or D_N. ``"rotations"``: for D_N, the head pools over the
             rotations C_N only (:class:`geozoo.nn.FiberPool` with ``blocks=2``), so the logits
@@ -99,6 +119,7 @@ class SteerableCNN(nn.Module):
         std: float = MNIST_STD,
         exported: bool = False,
         invariance: str = "group",
+        padding: int = 0,
     ) -> None:
         super().__init__()
         widths, kernel_sizes, pools = list(widths), list(kernel_sizes), list(pools)
@@ -109,6 +130,7 @@ class SteerableCNN(nn.Module):
             )
         if invariance not in ("group", "rotations"):
             raise ValueError(f"invariance must be 'group' or 'rotations', got {invariance!r}")
+        _check_pooled_sizes(input_size, padding, pools)
         self.config: dict[str, Any] = {
             "group": group,
             "widths": widths,
@@ -121,10 +143,11 @@ class SteerableCNN(nn.Module):
             "mean": mean,
             "std": std,
             "invariance": invariance,
+            "padding": padding,
         }
         self.order = group_order(group)
         self.in_channels, self.input_size = in_channels, tuple(input_size)
-        self.mean, self.std, self.exported = mean, std, exported
+        self.mean, self.std, self.exported, self.padding = mean, std, exported, padding
         h, w = self.input_size
         rows = torch.arange(h, dtype=torch.float64) - (h - 1) / 2
         cols = torch.arange(w, dtype=torch.float64) - (w - 1) / 2
@@ -179,6 +202,8 @@ class SteerableCNN(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         check_images(x, self.in_channels, self.input_size)
         x = (x - self.mean) / self.std * self.mask.to(x.dtype)
+        if self.padding:  # zeros, like the masked background
+            x = nn.functional.pad(x, [self.padding] * 4)
         if self.exported:
             features = self.body(x)
         else:
