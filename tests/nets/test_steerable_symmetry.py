@@ -1,4 +1,4 @@
-"""SteerableCNN(invariance="rotations"): a D_N trunk whose head pools over the rotations C_N
+"""SteerableCNN symmetry: a D_N trunk whose head pools over the rotations C_N
 only, so logits are rotation-invariant but tell a digit from its mirror image."""
 
 from __future__ import annotations
@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+import geozoo
 from geozoo.nets.steerable import SteerableCNN
 from geozoo.nn import FiberPool
 from geozoo.testing import assert_equivariant, equivariance_error, flip, rot90
@@ -54,3 +55,26 @@ def test_restricted_head_exports_and_checks_its_argument(d4_nets):
         assert torch.allclose(net.export()(x), net(x), atol=1e-5)
     with pytest.raises(ValueError, match="invariance must be 'group' or 'rotations'"):
         SteerableCNN(group="c8", invariance="reflections", exported=True)
+
+
+def test_pooling_an_odd_size_is_refused_and_padding_fixes_it():
+    four_blocks = {
+        "widths": (2, 3, 4, 5),
+        "kernel_sizes": (5, 3, 3, 3),
+        "pools": (True, True, True, False),
+    }
+    with pytest.raises(ValueError, match="block 2 pools a 7x7 map"):
+        SteerableCNN(group="c8", exported=True, **four_blocks)
+    with pytest.raises(ValueError, match="square input"):
+        SteerableCNN(group="c8", input_size=(28, 32), exported=True, **SMALL)
+    pytest.importorskip("escnn")
+    net = SteerableCNN(group="c8", padding=2, **four_blocks).eval()
+    x = torch.rand(2, 1, 28, 28, generator=torch.Generator().manual_seed(2))
+    assert_equivariant(net, x, [rot90(k) for k in (1, 2, 3)], tolerance=1e-5)
+
+
+@pytest.mark.parametrize("name", ["steerable_c8_rotmnist", "steerable_d4_rotmnist"])
+def test_published_entries_are_invariant_to_quarter_turns(name):
+    model = geozoo.create_model(name, pretrained=True)
+    x = torch.rand(8, 1, 28, 28, generator=torch.Generator().manual_seed(4))
+    assert_equivariant(model, x, [rot90(k) for k in (1, 2, 3)])  # the float32 default budget
