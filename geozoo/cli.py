@@ -204,11 +204,7 @@ def main(args: ArgsType = None) -> int | None:
         if args is None:
             sys.exit(code)
         return code
-    if args is None:  # LightningCLI reads sys.argv itself (given args too, it warns)
-        sys.argv[1:] = resolve_config_args(argv)
-        build_cli(None)
-    else:
-        build_cli(resolve_config_args(argv))
+    build_cli(resolve_config_args(argv))
     return 0
 
 

@@ -11,9 +11,10 @@ import os
 import re
 import sys
 from typing import NoReturn
+from unittest import mock
 
 from lightning.pytorch.callbacks import BasePredictionWriter
-from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
 
 from geozoo.callbacks import PredictionWriter
 
@@ -73,6 +74,13 @@ class GeozooArgumentParser(LightningArgumentParser):
 
 class GeozooCLI(LightningCLI):
     """LightningCLI with geozoo's parser and a :class:`PredictionWriter` on ``predict``."""
+
+    def parse_arguments(self, parser: LightningArgumentParser, args: ArgsType) -> None:
+        # geozoo always passes the whole argument list it means (the console script's command
+        # line with recipe names resolved, or a recipe trained in-process), never a mix with
+        # sys.argv, so Lightning's warning about giving both would only ever be noise
+        with mock.patch.object(sys, "argv", sys.argv[:1]):
+            super().parse_arguments(parser, args)
 
     def before_predict(self) -> None:
         if not any(isinstance(c, BasePredictionWriter) for c in self.trainer.callbacks):
