@@ -268,14 +268,16 @@ def measure_invariance(
     network: nn.Module, arguments: Mapping[str, Any], loaders: Mapping[str, DataLoader]
 ) -> dict[str, float]:
     """Measured invariance errors of the logits on 64 digits of the first test set: on the
-    pixel-exact elements of the group (rotations by multiples of 90 degrees, and the flips for
-    D_N), in float32 and float64, and on resampled rotations by 22.5, 45 and 135 degrees."""
+    pixel-exact elements the logits are invariant to (rotations by multiples of 90 degrees, and
+    the flips for D_N unless its head is restricted to rotations), in float32 and float64, and
+    on resampled rotations by 22.5, 45 and 135 degrees."""
     from geozoo.testing import d4_elements, equivariance_error, rot90, rotate
 
     group = str(arguments.get("group", "c8")).lower()
     order = group_order(group)
-    reflections = group[0] == "d"
-    rotations = order // 2 if reflections else order
+    dihedral = isinstance(get_group(group), Dihedral)
+    rotations = order // 2 if dihedral else order
+    reflections = dihedral and arguments.get("invariance", "group") == "group"
     if rotations % 4:
         raise ValueError(f"{group}: no rotation by 90 degrees in the group to measure exactly")
     exact = d4_elements() if reflections else [rot90(k) for k in (1, 2, 3)]
