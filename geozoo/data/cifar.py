@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import tarfile
 import urllib.request
 from dataclasses import dataclass, replace
@@ -34,6 +33,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import TensorDataset
 
+from geozoo.cache import cache_dir
 from geozoo.data.base import InMemoryDataModule
 
 __all__ = [
@@ -92,7 +92,7 @@ class CIFAR10Arrays:
 
 def default_cifar_cache_dir() -> Path:
     """``$GEOZOO_CACHE/cifar10`` (default ``~/.cache/geozoo/cifar10``)."""
-    return Path(os.environ.get("GEOZOO_CACHE", Path.home() / ".cache" / "geozoo")) / "cifar10"
+    return cache_dir("cifar10")
 
 
 def read_cifar_binary(path: str | Path) -> tuple[np.ndarray, np.ndarray]:

@@ -7,12 +7,13 @@ from __future__ import annotations
 import gzip
 import hashlib
 import logging
-import os
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from geozoo.cache import cache_dir
 
 __all__ = [
     "IDX_FILES",
@@ -66,7 +67,7 @@ class MNISTArrays:
 
 def default_cache_dir() -> Path:
     """``$GEOZOO_CACHE/mnist`` (default ``~/.cache/geozoo/mnist``)."""
-    return Path(os.environ.get("GEOZOO_CACHE", Path.home() / ".cache" / "geozoo")) / "mnist"
+    return cache_dir("mnist")
 
 
 def read_idx(path: str | Path) -> np.ndarray:

@@ -10,6 +10,7 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
+from geozoo.cache import cache_dir as geozoo_cache_dir
 from geozoo.zoo.weights import CONFIG_FILE, WEIGHTS_FILE, load_config
 
 __all__ = ["cache_dir", "has_checkpoint", "models_dir", "resolve_checkpoint", "shipped_dir"]
@@ -40,7 +41,7 @@ def shipped_dir(kind: str) -> Path:
 
 def cache_dir() -> Path:
     """Download cache: ``$GEOZOO_CACHE`` or ``~/.cache/geozoo``."""
-    return Path(os.environ.get("GEOZOO_CACHE", Path.home() / ".cache" / "geozoo"))
+    return geozoo_cache_dir()
 
 
 def has_checkpoint(name: str) -> bool:
