@@ -2,6 +2,7 @@
 
 from geozoo.data.base import InMemoryDataModule
 from geozoo.data.cifar import CIFAR10DataModule
+from geozoo.data.faces import FaceImageFolderDataModule, SyntheticFacesDataModule, read_lfw_pairs
 from geozoo.data.mnist import MNISTDataModule
 from geozoo.data.mnist_sources import MNISTNotFoundError, resolve_mnist
 from geozoo.data.pointclouds import InertiaDataModule, TetrisDataModule
@@ -15,16 +16,19 @@ from geozoo.data.transforms import affine_warp, affnist_style, pad_to, random_ro
 __all__ = [
     "CIFAR10DataModule",
     "CosineSimilarityDataModule",
+    "FaceImageFolderDataModule",
     "InMemoryDataModule",
     "InertiaDataModule",
     "MNISTDataModule",
     "MNISTNotFoundError",
     "ModifiedInertiaDataModule",
     "MotionForecastingDataModule",
+    "SyntheticFacesDataModule",
     "TetrisDataModule",
     "affine_warp",
     "affnist_style",
     "pad_to",
     "random_rotation",
+    "read_lfw_pairs",
     "resolve_mnist",
 ]

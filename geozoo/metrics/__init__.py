@@ -3,9 +3,12 @@
 from geozoo.metrics.calibration import expected_calibration_error, reliability_diagram
 from geozoo.metrics.equivariance import EquivarianceError
 from geozoo.metrics.regression import average_displacement_error
+from geozoo.metrics.verification import TARAtFAR, VerificationAccuracy
 
 __all__ = [
     "EquivarianceError",
+    "TARAtFAR",
+    "VerificationAccuracy",
     "average_displacement_error",
     "expected_calibration_error",
     "reliability_diagram",

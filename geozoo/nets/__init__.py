@@ -4,6 +4,7 @@ from geozoo.nets.affconv import AffConvNet
 from geozoo.nets.cnn import PlainCNN
 from geozoo.nets.e3nn_nets import E3PointClassifier, E3TensorRegressor
 from geozoo.nets.equivariant_mlp import EquivariantMLP, PlainMLP
+from geozoo.nets.faces import FaceEmbeddingNet, symface_arcface_synthfaces
 from geozoo.nets.steerable import SteerableCNN
 from geozoo.nets.students import cnn_mnist_tiny
 from geozoo.nets.transformer import PatchTransformer
@@ -13,9 +14,11 @@ __all__ = [
     "E3PointClassifier",
     "E3TensorRegressor",
     "EquivariantMLP",
+    "FaceEmbeddingNet",
     "PatchTransformer",
     "PlainCNN",
     "PlainMLP",
     "SteerableCNN",
     "cnn_mnist_tiny",
+    "symface_arcface_synthfaces",
 ]

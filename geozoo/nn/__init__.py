@@ -12,18 +12,23 @@ from geozoo.nn.affine_conv import (
 from geozoo.nn.attention import ReducedSelfAttention, ReducedTransformerBlock
 from geozoo.nn.canonicalize import MomentCanonicalization
 from geozoo.nn.checks import check_images
+from geozoo.nn.margin_heads import AdaFaceHead, ArcFaceHead, CosFaceHead, MarginHead
 from geozoo.nn.riemannian import MahalanobisDistance, OrthogonalLinear
 from geozoo.nn.steerable import FiberPool, SteerableConvBlock
 
 __all__ = [
+    "AdaFaceHead",
     "AffineGroupConv2d",
     "AffineLiftingConv2d",
     "AffineSampler",
+    "ArcFaceHead",
+    "CosFaceHead",
     "FiberPool",
     "GroupBatchNorm",
     "GroupLayerNorm",
     "GroupPool",
     "MahalanobisDistance",
+    "MarginHead",
     "MomentCanonicalization",
     "OrthogonalLinear",
     "ReducedSelfAttention",

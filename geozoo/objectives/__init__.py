@@ -25,12 +25,14 @@ from geozoo.objectives.soft_equivariance import (
     ResidualPathwayPrior,
     SampleEquivarianceRegularizer,
 )
+from geozoo.objectives.symface import MarginCrossEntropy, SplitFaceSymmetry
 
 __all__ = [
     "BalancedDivergenceDistillation",
     "CrossEntropy",
     "Distillation",
     "ImageGroupAction",
+    "MarginCrossEntropy",
     "MeanSquaredError",
     "MixedSymmetryRegularizer",
     "OFADistillation",
@@ -45,6 +47,7 @@ __all__ = [
     "SampleAction",
     "SampleEquivarianceRegularizer",
     "SinkhornDistillation",
+    "SplitFaceSymmetry",
     "StepContext",
     "TransformAction",
     "divergences",

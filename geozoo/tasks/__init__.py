@@ -2,6 +2,8 @@
 
 from geozoo.tasks.base import ObjectiveTask
 from geozoo.tasks.classification import ClassificationTask
+from geozoo.tasks.embedding import EmbeddingTask
 from geozoo.tasks.regression import RegressionTask
 
 __all__ = ["ClassificationTask", "ObjectiveTask", "RegressionTask"]
+__all__ += ["EmbeddingTask"]

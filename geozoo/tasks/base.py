@@ -84,9 +84,14 @@ class ObjectiveTask(L.LightningModule):
         return "test" if dataloader_idx == 0 else f"test/{dataloader_idx}"
 
     def objectives_step(
-        self, batch: Any, stage: str, prefix: str | None = None
+        self,
+        batch: Any,
+        stage: str,
+        prefix: str | None = None,
+        extras: dict[str, Any] | None = None,
     ) -> tuple[Tensor, Tensor, Any]:
-        """Run the network on ``batch = (inputs, targets)``, evaluate and log every objective.
+        """Run the network on ``batch = (inputs, targets)``, evaluate and log every objective;
+        ``extras`` reach the objectives as ``StepContext.extras``.
 
         Returns ``(total_loss, outputs, targets)``.
         """
@@ -101,6 +106,7 @@ class ObjectiveTask(L.LightningModule):
             global_step=self.global_step,
             epoch=self.current_epoch,
             task=self,
+            extras=dict(extras or {}),
         )
         prefix = prefix or stage
         total = outputs.new_zeros((), dtype=torch.float32)

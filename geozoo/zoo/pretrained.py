@@ -25,7 +25,9 @@ __all__ = [
     "PretrainedCfg",
     "Published",
     "classification_metrics",
+    "embedding_mirror_distance",
     "regression_metrics",
+    "verification_metrics",
 ]
 
 
@@ -157,3 +159,49 @@ class PretrainedCfg:
             if key.endswith("/acc"):
                 return key
         return next(iter(metrics))
+
+
+@torch.no_grad()
+def verification_metrics(
+    model: nn.Module, loaders: Mapping[str, DataLoader], num_classes: int = 0
+) -> dict[str, float]:
+    """Face verification of an embedding ``model`` on loaders of pairs
+    ``((images_a, images_b), same)`` scored by cosine similarity, in percent (rounded to 0.01):
+    ``{"NAME/acc": 10-fold accuracy, "NAME/tar@far1e-3": TAR at FAR 1e-3, "NAME/auc": ROC AUC
+    (torchmetrics' BinaryAUROC)}``; ``num_classes`` is ignored."""
+    from torchmetrics.classification import BinaryAUROC
+
+    from geozoo.metrics.verification import TARAtFAR, VerificationAccuracy, pair_scores
+
+    results: dict[str, float] = {}
+    for name, loader in loaders.items():
+        scores, same = pair_scores(model, loader)
+        for key, metric in (
+            ("acc", VerificationAccuracy(10)),
+            ("tar@far1e-3", TARAtFAR(1e-3)),
+            ("auc", BinaryAUROC()),
+        ):
+            metric.update(scores, same.long() if key == "auc" else same)
+            results[f"{name}/{key}"] = round(100.0 * float(metric.compute()), 2)
+    return results
+
+
+@torch.no_grad()
+def embedding_mirror_distance(
+    model: nn.Module, arguments: Mapping[str, Any], loaders: Mapping[str, DataLoader]
+) -> dict[str, float]:
+    """Mean cosine distance ``1 - cos(f(x), f(flip(x)))`` between the embedding of each
+    held-out face (the first image of every pair) and that of its mirror image."""
+    import torch.nn.functional as F
+
+    was_training = model.training
+    model.eval()
+    results: dict[str, float] = {}
+    for name, loader in loaders.items():
+        distances = [
+            1 - F.cosine_similarity(model(first).float(), model(first.flip(-1)).float(), dim=1)
+            for (first, _), _ in loader
+        ]
+        results[f"{name}/mirror_distance"] = float(f"{float(torch.cat(distances).mean()):.4g}")
+    model.train(was_training)
+    return results
