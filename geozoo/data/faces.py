@@ -111,7 +111,8 @@ class SyntheticFacesDataModule(InMemoryDataModule):
     Args:
         num_identities, images_per_identity: the training set.
         val_identities, test_identities, eval_images_per_identity: the held-out identities.
-        pairs_per_fold, num_folds: verification pairs of the validation and test sets.
+        pairs_per_fold, val_pairs_per_fold, num_folds: matched (and as many mismatched)
+            pairs per fold of the test and the validation set, and the number of folds.
         image_size: side of the square images.
         channels: 3 (colour) or 1.
         max_yaw, max_light, max_shift, noise: rendering conditions (see
@@ -132,6 +133,7 @@ class SyntheticFacesDataModule(InMemoryDataModule):
         test_identities: int = 100,
         eval_images_per_identity: int = 10,
         pairs_per_fold: int = 300,
+        val_pairs_per_fold: int = 100,
         num_folds: int = 10,
         image_size: int = 32,
         channels: int = 3,
@@ -160,6 +162,7 @@ class SyntheticFacesDataModule(InMemoryDataModule):
         self.test_identities = test_identities
         self.eval_images_per_identity = eval_images_per_identity
         self.pairs_per_fold = pairs_per_fold
+        self.val_pairs_per_fold = val_pairs_per_fold
         self.num_folds = num_folds
         self.image_size = image_size
         self.channels = channels
@@ -184,9 +187,9 @@ class SyntheticFacesDataModule(InMemoryDataModule):
         labels = torch.arange(len(identities)).repeat_interleave(per_identity)
         return images, labels, landmarks
 
-    def _pairs(self, identities: Tensor, generator: torch.Generator) -> PairDataset:
+    def _pairs(self, identities: Tensor, per_fold: int, generator: torch.Generator) -> PairDataset:
         images, labels, _ = self.render(identities, self.eval_images_per_identity, generator)
-        pairs, same = sample_pairs(labels, self.pairs_per_fold, self.num_folds, generator)
+        pairs, same = sample_pairs(labels, per_fold, self.num_folds, generator)
         return PairDataset(images, pairs, same)
 
     def build_datasets(self) -> dict[str, Dataset]:
@@ -204,8 +207,8 @@ class SyntheticFacesDataModule(InMemoryDataModule):
         )
         return {
             "train": train_set,
-            "val": self._pairs(val, generator),
-            "test_synthfaces": self._pairs(test, generator),
+            "val": self._pairs(val, self.val_pairs_per_fold, generator),
+            "test_synthfaces": self._pairs(test, self.pairs_per_fold, generator),
         }
 
 

@@ -240,10 +240,11 @@ class AdaFaceHead(MarginHead):
 
     def margin_scaler(self, embeddings: Tensor) -> Tensor:
         """``zeta`` of each embedding, ``(N,)`` in [-1, 1] (no gradient)."""
-        norms = embeddings.detach().float().norm(dim=1).clamp(0.001, 100.0)
+        dtype = torch.promote_types(embeddings.dtype, torch.float32)
+        norms = embeddings.detach().to(dtype).norm(dim=1).clamp(0.001, 100.0)
         if self.training:
             self._update_statistics(norms)
-        zeta = (norms - self.batch_mean.float()) / (self.batch_std.float() + self.eps)
+        zeta = (norms - self.batch_mean.to(dtype)) / (self.batch_std.to(dtype) + self.eps)
         return (zeta * self.h).clamp(-1.0, 1.0)
 
     def target_logit(self, cosine: Tensor, embeddings: Tensor) -> Tensor:

@@ -124,7 +124,8 @@ class SplitFaceSymmetry(Objective):
     Each face is split by :func:`split_face` into its left half and mirrored right half; both
     are embedded, by the shared network on half-width inputs (``halves="half"``, default; the
     network must accept width ``W // 2``, e.g. by global pooling) or on the two full-width
-    chimeric faces ``[left | flip(left)]`` and ``[flip(r) | r]`` (``halves="composite"``, for
+    chimeric faces ``[left | flip(left)]`` and ``[r | flip(r)]`` with ``r`` the mirrored right
+    half, i.e. the right half completed by its own mirror image (``halves="composite"``, for
     networks with a fixed input size), or by a declared ``half_network``. The loss is
 
         L_rho = (1 / N) sum_i w_i d(f(left_i), f(right_i)),   w_i = rho_i [rho_i >= threshold]
@@ -189,7 +190,7 @@ class SplitFaceSymmetry(Objective):
             width = images.shape[-1]
             middle = images[..., width // 2 : width - width // 2]  # the odd centre column
             left = torch.cat([left, middle, left.flip(-1)], dim=-1)
-            right = torch.cat([right.flip(-1), middle, right], dim=-1)
+            right = torch.cat([right, middle, right.flip(-1)], dim=-1)
         return left, right
 
     def pair_distance(self, a: Tensor, b: Tensor) -> Tensor:
