@@ -76,8 +76,9 @@ def _make_folder(root: Path, identities: int = 6, images: int = 3, size: int = 2
 
 def test_image_folder_splits_by_identity(tmp_path: Path) -> None:
     root = _make_folder(tmp_path / "faces", identities=10)
-    module = FaceImageFolderDataModule(root, image_size=16, val_identities=0.2,
-                                       test_identities=0.2, pairs_per_fold=2, num_folds=2)  # fmt: skip
+    module = FaceImageFolderDataModule(
+        root, image_size=16, val_identities=0.2, test_identities=0.2, pairs_per_fold=2, num_folds=2
+    )
     module.setup()
     assert module.num_classes == 6
     image, label = module.datasets["train"][0]
@@ -89,8 +90,9 @@ def test_image_folder_splits_by_identity(tmp_path: Path) -> None:
     val_files = {str(f) for f in module.datasets["val"].images.files}
     train_files = {str(f) for f in module.datasets["train"].images.files}
     assert not val_files & train_files
-    grey = FaceImageFolderDataModule(root, image_size=(12, 10), channels=1, pairs_per_fold=1,
-                                     num_folds=2, val_identities=0.2)  # fmt: skip
+    grey = FaceImageFolderDataModule(
+        root, image_size=(12, 10), channels=1, pairs_per_fold=1, num_folds=2, val_identities=0.2
+    )
     grey.setup()
     assert grey.datasets["train"][0][0].shape == (1, 12, 10)
 
@@ -104,8 +106,14 @@ def test_image_folder_reads_lfw_pairs_as_its_test_set(tmp_path: Path) -> None:
         for k, f in enumerate(sorted((lfw / name).iterdir())):
             f.rename(lfw / name / f"{name}_{k + 1:04d}.jpg")
         (lfw / "tmp").rmdir()
-    module = FaceImageFolderDataModule(root, image_size=16, pairs_file=_write(tmp_path, GOOD_PAIRS),
-                                       pairs_root=lfw, pairs_per_fold=1, num_folds=2)  # fmt: skip
+    module = FaceImageFolderDataModule(
+        root,
+        image_size=16,
+        pairs_file=_write(tmp_path, GOOD_PAIRS),
+        pairs_root=lfw,
+        pairs_per_fold=1,
+        num_folds=2,
+    )
     module.setup()
     assert module.test_set_names == ("lfw",)
     pairs = module.datasets["test_lfw"]
@@ -131,16 +139,24 @@ def test_image_folder_errors_name_the_problem(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="nobody holds no images"):
         FaceImageFolderDataModule(root).setup()
     (root / "nobody" / "broken.jpg").write_bytes(b"not a jpeg")
-    with pytest.raises(ValueError, match="broken.jpg is not a readable image"):
+    with pytest.raises(ValueError, match=r"broken\.jpg is not a readable image"):
         _ImageFiles([root / "nobody" / "broken.jpg"], (8, 8), 3)[0]
     with pytest.raises(ValueError, match="pairs_file and pairs_root"):
         FaceImageFolderDataModule(root, pairs_file="pairs.txt")
 
 
 def _small_synthetic(**kwargs) -> SyntheticFacesDataModule:
-    settings = {"num_identities": 6, "images_per_identity": 3, "val_identities": 3,
-                "test_identities": 4, "eval_images_per_identity": 3, "pairs_per_fold": 5,
-                "val_pairs_per_fold": 2, "num_folds": 2, "image_size": 16}  # fmt: skip
+    settings = {
+        "num_identities": 6,
+        "images_per_identity": 3,
+        "val_identities": 3,
+        "test_identities": 4,
+        "eval_images_per_identity": 3,
+        "pairs_per_fold": 5,
+        "val_pairs_per_fold": 2,
+        "num_folds": 2,
+        "image_size": 16,
+    }
     module = SyntheticFacesDataModule(**{**settings, **kwargs})
     module.setup()
     return module
@@ -159,7 +175,7 @@ def test_synthetic_faces_are_seeded_and_well_formed() -> None:
     (a, b), same = test[0]
     assert a.shape == (3, 16, 16) and bool(same) and not torch.equal(a, b)
     with_landmarks = _small_synthetic(landmarks=True, channels=1)
-    image, label, landmarks = with_landmarks.datasets["train"][0]
+    image, _, landmarks = with_landmarks.datasets["train"][0]
     assert image.shape == (1, 16, 16) and landmarks.shape == (3, 2)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
@@ -22,7 +23,7 @@ def _pairs(count: int, seed: int, ties: bool = False) -> tuple[torch.Tensor, tor
 
 def _candidates(scores: torch.Tensor) -> list[float]:
     values = sorted(set(scores.tolist()))
-    mids = [(a + b) / 2 for a, b in zip(values, values[1:], strict=False)]
+    mids = [(a + b) / 2 for a, b in itertools.pairwise(values)]
     return [-math.inf, *mids, math.inf]
 
 
@@ -46,9 +47,10 @@ def _brute_accuracy(scores, same, folds: int) -> float:
     return sum(accuracies) / folds
 
 
-@pytest.mark.parametrize(("count", "folds", "seed", "ties"),
-                         [(40, 10, 0, False), (37, 4, 1, False), (60, 10, 2, True),
-                          (23, 2, 3, True)])  # fmt: skip
+@pytest.mark.parametrize(
+    ("count", "folds", "seed", "ties"),
+    [(40, 10, 0, False), (37, 4, 1, False), (60, 10, 2, True), (23, 2, 3, True)],
+)
 def test_verification_accuracy_matches_brute_force(count, folds, seed, ties) -> None:
     scores, same = _pairs(count, seed, ties)
     metric = VerificationAccuracy(folds)
@@ -83,9 +85,10 @@ def _brute_tar(scores, same, far: float) -> float:
     return best
 
 
-@pytest.mark.parametrize(("count", "far", "seed"),
-                         [(200, 0.01, 0), (200, 0.05, 1), (150, 0.0, 2), (300, 1e-3, 3),
-                          (80, 1.0, 4)])  # fmt: skip
+@pytest.mark.parametrize(
+    ("count", "far", "seed"),
+    [(200, 0.01, 0), (200, 0.05, 1), (150, 0.0, 2), (300, 1e-3, 3), (80, 1.0, 4)],
+)
 def test_tar_at_far_matches_brute_force(count: int, far: float, seed: int) -> None:
     for ties in (False, True):
         scores, same = _pairs(count, seed, ties)

@@ -16,8 +16,17 @@ import torch.multiprocessing as mp
 from geozoo.nn import AdaFaceHead, ArcFaceHead, CosFaceHead
 
 S = 64.0
-EDGE_ANGLES = [0.0, 1e-4, 1e-3, 0.1, math.pi - 0.5 - 1e-3, math.pi - 0.5 + 1e-3, math.pi - 1e-3,
-               math.pi - 1e-4, math.pi]  # fmt: skip
+EDGE_ANGLES = [
+    0.0,
+    1e-4,
+    1e-3,
+    0.1,
+    math.pi - 0.5 - 1e-3,
+    math.pi - 0.5 + 1e-3,
+    math.pi - 1e-3,
+    math.pi - 1e-4,
+    math.pi,
+]
 
 
 def _setup(angles: torch.Tensor, dtype: torch.dtype, norms: torch.Tensor | None = None):
@@ -60,8 +69,9 @@ def test_arcface_matches_reference(easy: bool, dtype: torch.dtype, atol: float) 
     expected = _arcface_reference(theta, 0.5, easy)
     torch.testing.assert_close(logits[:, 0].double(), expected, atol=atol, rtol=0)
     # the other classes keep s * cos: e3 and e4 are orthogonal to every embedding
-    assert torch.allclose(logits[:, 1:].double(), torch.zeros(len(theta), 2, dtype=torch.float64),
-                          atol=atol)  # fmt: skip
+    assert torch.allclose(
+        logits[:, 1:].double(), torch.zeros(len(theta), 2, dtype=torch.float64), atol=atol
+    )
 
 
 def test_arcface_target_logit_decreases_past_pi_minus_m() -> None:
@@ -77,8 +87,9 @@ def test_cosface_matches_reference(dtype: torch.dtype, atol: float) -> None:
     theta = _angles()
     embeddings, labels = _setup(theta, dtype)
     logits = _head(CosFaceHead, dtype, m=0.35)(embeddings, labels)
-    torch.testing.assert_close(logits[:, 0].double(), S * (torch.cos(theta) - 0.35),
-                               atol=atol, rtol=0)  # fmt: skip
+    torch.testing.assert_close(
+        logits[:, 0].double(), S * (torch.cos(theta) - 0.35), atol=atol, rtol=0
+    )
 
 
 @pytest.mark.parametrize(("dtype", "atol"), [(torch.float64, 1e-6), (torch.float32, 5e-3)])
@@ -170,8 +181,10 @@ def _ddp_worker(rank: int, world: int, port: int, path: str) -> None:
     head = AdaFaceHead(4, 3, momentum=0.5)
     embeddings = torch.randn(8, 4, generator=torch.Generator().manual_seed(rank)) * (1 + rank)
     head(embeddings, torch.zeros(8, dtype=torch.long))
-    torch.save({"mean": head.batch_mean, "std": head.batch_std, "x": embeddings},
-               os.path.join(path, f"rank{rank}.pt"))  # fmt: skip
+    torch.save(
+        {"mean": head.batch_mean, "std": head.batch_std, "x": embeddings},
+        os.path.join(path, f"rank{rank}.pt"),
+    )
     dist.destroy_process_group()
 
 

@@ -45,8 +45,9 @@ def test_split_face_mirrors_the_right_half() -> None:
     assert split_face(images, mirror=False)[1].flatten().tolist() == [4, 5, 6, 7]
 
 
-@pytest.mark.parametrize(("halves", "distance"), [("half", "cosine"), ("half", "l2"),
-                                                  ("composite", "cosine")])  # fmt: skip
+@pytest.mark.parametrize(
+    ("halves", "distance"), [("half", "cosine"), ("half", "l2"), ("composite", "cosine")]
+)
 def test_loss_is_exactly_zero_for_symmetric_faces_and_any_backbone(halves, distance) -> None:
     torch.manual_seed(0)
     images = _symmetric(torch.rand(6, 3, 32, 32))
@@ -136,8 +137,9 @@ def test_frontalness_is_one_for_a_symmetric_face_and_falls_with_yaw() -> None:
 
 def test_frontalness_from_landmarks_is_the_scaled_nose_offset() -> None:
     landmarks = torch.tensor([[[10.0, 5], [30.0, 5], [x, 20]] for x in (20.0, 25.0, 30.0, 40.0)])
-    torch.testing.assert_close(frontalness_from_landmarks(landmarks),
-                               torch.tensor([1.0, 0.5, 0.0, 0.0]))  # fmt: skip
+    torch.testing.assert_close(
+        frontalness_from_landmarks(landmarks), torch.tensor([1.0, 0.5, 0.0, 0.0])
+    )
     with pytest.raises(ValueError, match=r"\(N, 3, 2\)"):
         frontalness_from_landmarks(torch.zeros(2, 2, 2))
 
@@ -148,7 +150,7 @@ def test_margin_cross_entropy_uses_the_task_head() -> None:
     head = ArcFaceHead(4, 3, s=16.0)
     embeddings, labels = torch.randn(5, 4), torch.tensor([0, 1, 2, 0, 1])
     ctx = StepContext(torch.zeros(5), labels, embeddings, nn.Identity(), extras={"head": head})
-    loss, logs = MarginCrossEntropy()(ctx)
+    loss, _ = MarginCrossEntropy()(ctx)
     expected = torch.nn.functional.cross_entropy(head(embeddings, labels), labels)
     torch.testing.assert_close(loss, expected)
     with pytest.raises(ValueError, match="margin head"):
