@@ -52,7 +52,29 @@ def best_threshold(scores: Tensor, same: Tensor) -> Tensor:
     return 0.5 * (sorted_scores[cut - 1] + sorted_scores[cut])
 
 
-class VerificationAccuracy(Metric):
+class _PairMetric(Metric):
+    """Collects ``(scores, same)`` of every pair in order (concatenated across ranks)."""
+
+    is_differentiable = False
+    higher_is_better = True
+    full_state_update = False
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.add_state("scores", default=[], dist_reduce_fx="cat")
+        self.add_state("same", default=[], dist_reduce_fx="cat")
+
+    def update(self, scores: Tensor, same: Tensor) -> None:
+        scores, same = _check_pairs(scores, same)
+        self.scores.append(scores)
+        self.same.append(same)
+
+    def pairs(self) -> tuple[Tensor, Tensor]:
+        """All scores and same-identity flags so far, in update order."""
+        return dim_zero_cat(self.scores), dim_zero_cat(self.same)
+
+
+class VerificationAccuracy(_PairMetric):
     """k-fold verification accuracy (the LFW protocol, Huang et al. 2007, "unrestricted"):
     the pairs, in the order given, are cut into ``num_folds`` contiguous folds (the folds of
     LFW's ``pairs.txt``); for each fold the threshold that maximises accuracy on the other
@@ -62,26 +84,15 @@ class VerificationAccuracy(Metric):
         num_folds: number of folds (10 in the LFW protocol).
     """
 
-    is_differentiable = False
-    higher_is_better = True
-    full_state_update = False
-
     def __init__(self, num_folds: int = 10, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if num_folds < 2:
             raise ValueError(f"num_folds must be at least 2, got {num_folds}")
         self.num_folds = num_folds
-        self.add_state("scores", default=[], dist_reduce_fx="cat")
-        self.add_state("same", default=[], dist_reduce_fx="cat")
-
-    def update(self, scores: Tensor, same: Tensor) -> None:
-        scores, same = _check_pairs(scores, same)
-        self.scores.append(scores)
-        self.same.append(same)
 
     def fold_accuracies(self) -> Tensor:
         """The held-out accuracy of each fold, ``(num_folds,)``."""
-        scores, same = dim_zero_cat(self.scores), dim_zero_cat(self.same)
+        scores, same = self.pairs()
         if len(scores) < self.num_folds:
             raise ValueError(
                 f"{self.num_folds}-fold accuracy needs at least as many pairs, got {len(scores)}"
@@ -99,47 +110,36 @@ class VerificationAccuracy(Metric):
         return self.fold_accuracies().mean().float()
 
 
-class TARAtFAR(Metric):
+class TARAtFAR(_PairMetric):
     """True accept rate at the threshold whose false accept rate is at most ``far``.
 
-    The threshold is the lowest one accepting no more than ``floor(far * negatives)``
+    The threshold is the lowest one that accepts no more than ``floor(far * negatives)``
     mismatched pairs (the ``k+1``-th largest negative score), which maximises the TAR under the
-    constraint; with too few negatives for any false accept, ``far = 1e-3`` needs at least
-    1,000 mismatched pairs to be more than "TAR at FAR = 0".
+    constraint. With fewer than ``1 / far`` mismatched pairs no false accept is allowed at all
+    (``far = 1e-3`` needs 1,000 of them to mean more than "TAR at FAR = 0").
 
     Args:
         far: the allowed false accept rate, in [0, 1].
     """
-
-    is_differentiable = False
-    higher_is_better = True
-    full_state_update = False
 
     def __init__(self, far: float = 1e-3, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if not 0.0 <= far <= 1.0:
             raise ValueError(f"far must be in [0, 1], got {far}")
         self.far = float(far)
-        self.add_state("scores", default=[], dist_reduce_fx="cat")
-        self.add_state("same", default=[], dist_reduce_fx="cat")
-
-    def update(self, scores: Tensor, same: Tensor) -> None:
-        scores, same = _check_pairs(scores, same)
-        self.scores.append(scores)
-        self.same.append(same)
 
     def threshold(self) -> Tensor:
-        scores, same = dim_zero_cat(self.scores), dim_zero_cat(self.same)
-        negatives = scores[~same].sort(descending=True).values
-        if not len(negatives) or not bool(same.any()):
+        scores, same = self.pairs()
+        if not bool(same.any()) or bool(same.all()):
             raise ValueError("TAR@FAR needs both matched and mismatched pairs")
+        negatives = scores[~same].sort(descending=True).values
         allowed = int(self.far * len(negatives) + 1e-9)
         if allowed >= len(negatives):
             return negatives.new_tensor(float("-inf"))
         return negatives[allowed]
 
     def compute(self) -> Tensor:
-        scores, same = dim_zero_cat(self.scores), dim_zero_cat(self.same)
+        scores, same = self.pairs()
         return (scores[same] > self.threshold()).double().mean().float()
 
 

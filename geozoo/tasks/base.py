@@ -83,6 +83,25 @@ class ObjectiveTask(L.LightningModule):
             return f"test/{names[dataloader_idx]}"
         return "test" if dataloader_idx == 0 else f"test/{dataloader_idx}"
 
+    def log_test_metrics(self, dataloader_idx: int, *update: Any) -> None:
+        """Update the metrics of test loader ``dataloader_idx`` (made on first use by the
+        subclass's ``_metrics()`` into ``self.test_metrics``) and log each as
+        ``{test prefix}/{key}``."""
+        while len(self.test_metrics) <= dataloader_idx:
+            self.test_metrics.append(self._metrics().to(self.device))
+        metrics = self.test_metrics[dataloader_idx]
+        metrics.update(*update)
+        prefix = self.test_prefix(dataloader_idx)
+        for key, metric in metrics.items():
+            # metrics created lazily per test set: name their attribute for Lightning explicitly
+            self.log(
+                f"{prefix}/{key}",
+                metric,
+                on_epoch=True,
+                add_dataloader_idx=False,
+                metric_attribute=f"test_metrics.{dataloader_idx}.{key}",
+            )
+
     def objectives_step(
         self,
         batch: Any,

@@ -75,20 +75,7 @@ class ClassificationTask(ObjectiveTask):
     def test_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
         inputs, targets = batch
         outputs = self(inputs)
-        while len(self.test_metrics) <= dataloader_idx:
-            self.test_metrics.append(self._metrics().to(self.device))
-        metrics = self.test_metrics[dataloader_idx]
-        metrics.update(outputs.float().softmax(-1), targets)
-        prefix = self.test_prefix(dataloader_idx)
-        for key, metric in metrics.items():
-            # metrics created lazily per test set: name their attribute for Lightning explicitly
-            self.log(
-                f"{prefix}/{key}",
-                metric,
-                on_epoch=True,
-                add_dataloader_idx=False,
-                metric_attribute=f"test_metrics.{dataloader_idx}.{key}",
-            )
+        self.log_test_metrics(dataloader_idx, outputs.float().softmax(-1), targets)
 
     def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> Tensor:
         inputs = batch[0] if isinstance(batch, list | tuple) else batch

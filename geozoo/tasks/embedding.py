@@ -94,20 +94,7 @@ class EmbeddingTask(ObjectiveTask):
         self.log_dict({f"val/{k}": m for k, m in self.val_metrics.items()}, prog_bar=True)
 
     def test_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
-        scores, same = self.pair_scores(batch)
-        while len(self.test_metrics) <= dataloader_idx:
-            self.test_metrics.append(self._metrics().to(self.device))
-        metrics = self.test_metrics[dataloader_idx]
-        metrics.update(scores, same)
-        prefix = self.test_prefix(dataloader_idx)
-        for key, metric in metrics.items():
-            self.log(
-                f"{prefix}/{key}",
-                metric,
-                on_epoch=True,
-                add_dataloader_idx=False,
-                metric_attribute=f"test_metrics.{dataloader_idx}.{key}",
-            )
+        self.log_test_metrics(dataloader_idx, *self.pair_scores(batch))
 
     def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> Tensor:
         inputs = batch[0] if isinstance(batch, list | tuple) else batch
