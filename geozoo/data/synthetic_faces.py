@@ -142,10 +142,13 @@ def render_faces(
 
     Returns ``(images, landmarks)``: float images in [0, 1] of shape ``(N, channels, size,
     size)`` (``channels`` 3 for colour, 1 for luminance) and the image coordinates (x, y in
-    [-1, 1]) of the left eye, the right eye and the nose tip, ``(N, 3, 2)``.
+    [-1, 1]) of the left eye, the right eye and the nose tip, ``(N, 3, 2)``. ``generator``
+    draws the backgrounds and the noise (default: a fresh one seeded with 0).
     """
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 or 3, got {channels}")
+    if generator is None:  # backgrounds and noise never come from the global RNG
+        generator = torch.Generator().manual_seed(0)
     p = {name: identities[:, i, None, None] for i, name in enumerate(IDENTITY_PRIOR)}
     c = {name: getattr(conditions, name)[:, None, None] for name in FaceRendering.__annotations__}
     n = len(identities)
