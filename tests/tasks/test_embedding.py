@@ -98,6 +98,7 @@ def test_zoo_train_and_eval_of_the_face_entry(tmp_path: Path, capsys, monkeypatc
     assert "+0.00" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_image_folder_recipe_trains_on_a_tiny_folder(tmp_path: Path) -> None:
     from PIL import Image
 
