@@ -125,3 +125,21 @@ def test_image_folder_recipe_trains_on_a_tiny_folder(tmp_path: Path) -> None:
     )  # fmt: skip
     assert cli.trainer.state.finished
     assert torch.isfinite(cli.trainer.callback_metrics["val/acc"])
+
+
+def test_test_step_scores_pairs_by_cosine_per_test_set() -> None:
+    torch.manual_seed(0)
+    network = FaceEmbeddingNet(widths=(4, 8)).eval()
+    task = EmbeddingTask(network, ArcFaceHead(64, 3))
+    task.log = lambda *args, **kwargs: None
+    task.test_prefix = lambda index: f"test/{index}"  # no trainer, no data module names
+    first, second = torch.rand(20, 3, 32, 32), torch.rand(20, 3, 32, 32)
+    same = torch.arange(20) % 2 == 0
+    task.test_step(((first, second), same), 0, dataloader_idx=1)
+    assert len(task.test_metrics) == 2  # one collection per test set, made on first use
+    scores = nn.functional.cosine_similarity(network(first), network(second))
+    expected = VerificationAccuracy(10)
+    expected.update(scores, same)
+    computed = task.test_metrics[1].compute()
+    assert float(computed["acc"]) == pytest.approx(float(expected.compute()))
+    assert set(computed) == {"acc", "tar", "auc"}
