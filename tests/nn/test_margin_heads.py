@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 import os
-import socket
 import tempfile
 
 import pytest
@@ -169,15 +168,10 @@ def test_heads_reject_bad_labels_and_shapes() -> None:
         ArcFaceHead(4, 3, m=2.0)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _ddp_worker(rank: int, world: int, port: int, path: str) -> None:
-    os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"] = "127.0.0.1", str(port)
-    dist.init_process_group("gloo", rank=rank, world_size=world)
+def _ddp_worker(rank: int, world: int, path: str) -> None:
+    # a file store: no TCP port to find
+    store = f"file://{os.path.join(path, 'store')}"
+    dist.init_process_group("gloo", init_method=store, rank=rank, world_size=world)
     head = AdaFaceHead(4, 3, momentum=0.5)
     embeddings = torch.randn(8, 4, generator=torch.Generator().manual_seed(rank)) * (1 + rank)
     head(embeddings, torch.zeros(8, dtype=torch.long))
@@ -191,7 +185,7 @@ def _ddp_worker(rank: int, world: int, port: int, path: str) -> None:
 @pytest.mark.slow
 def test_adaface_statistics_are_those_of_the_global_batch_under_ddp() -> None:
     with tempfile.TemporaryDirectory() as path:
-        mp.spawn(_ddp_worker, args=(2, _free_port(), path), nprocs=2, join=True)
+        mp.spawn(_ddp_worker, args=(2, path), nprocs=2, join=True)
         r0, r1 = (torch.load(os.path.join(path, f"rank{r}.pt")) for r in (0, 1))
     norms = torch.cat([r0["x"], r1["x"]]).norm(dim=1)
     assert torch.equal(r0["mean"], r1["mean"]) and torch.equal(r0["std"], r1["std"])
