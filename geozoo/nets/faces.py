@@ -93,8 +93,10 @@ SYNTHFACES = PretrainedCfg(
 
 @register_model(pretrained_cfg=SYNTHFACES)
 def symface_arcface_synthfaces(**kwargs) -> FaceEmbeddingNet:
-    """Face embedding network trained with ArcFace plus SymFace's split-face symmetry loss
-    (Prakash et al., arXiv 2409.11816) on synthetic 32x32 faces."""
+    """Face embeddings from ArcFace + SymFace's split-face loss, on synthetic 32x32 faces.
+
+    SymFace: Prakash et al., arXiv 2409.11816. The first paragraph is the card's description.
+    """
     return FaceEmbeddingNet(
         **{"in_channels": 3, "embedding_dim": 64, "input_size": (32, 32), **kwargs}
     )
