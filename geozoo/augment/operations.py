@@ -265,18 +265,21 @@ def _autocontrast(images: Tensor) -> Tensor:
 
 
 def _equalize(images: Tensor) -> Tensor:
-    """Histogram equalization of each channel of each image over 256 levels, batched: the
-    level ``v`` goes to ``(cdf(v) - cdf_min) / (count - cdf_min)`` (constant channels kept)."""
+    """Histogram equalization of each channel of each image over 256 levels, batched, with
+    PIL's ``ImageOps.equalize`` table: ``step = (count - count of the top level) // 255`` and
+    level ``v -> (step // 2 + #pixels below v) // step`` (channels with one level kept)."""
     n, c, h, w = images.shape
     levels = (images.clamp(0, 1) * 255).round().long().reshape(n * c, h * w)
-    hist = torch.zeros(n * c, 256, dtype=images.dtype, device=images.device)
-    hist.scatter_add_(1, levels, torch.ones_like(levels, dtype=images.dtype))
-    cdf = hist.cumsum(1)
-    cdf_min = cdf.gather(1, levels.amin(1, keepdim=True))
-    denominator = h * w - cdf_min
-    table = (cdf - cdf_min) / denominator.clamp_min(1)
-    out = table.gather(1, levels).clamp(0, 1)
-    out = torch.where(denominator > 0, out, images.reshape(n * c, h * w))
+    hist = torch.zeros(n * c, 256, dtype=torch.float64, device=images.device)
+    hist.scatter_add_(1, levels, torch.ones_like(levels, dtype=torch.float64))
+    top = hist.gather(1, levels.amax(1, keepdim=True))
+    step = torch.div(h * w - top, 255, rounding_mode="floor")
+    below = hist.cumsum(1) - hist
+    table = torch.div(
+        torch.div(step, 2, rounding_mode="floor") + below, step.clamp_min(1), rounding_mode="floor"
+    )
+    out = (table.clamp(max=255) / 255).gather(1, levels).to(images.dtype)
+    out = torch.where(step > 0, out, images.reshape(n * c, h * w))
     return out.reshape(n, c, h, w)
 
 

@@ -10,6 +10,7 @@ from geozoo.objectives.distillation import (
     PlackettLuceDistillation,
     SinkhornDistillation,
 )
+from geozoo.objectives.invariance_constrained import InvarianceConstrained, UniformAugmentation
 from geozoo.objectives.regression import MeanSquaredError
 from geozoo.objectives.sample_actions import (
     ImageGroupAction,
@@ -31,6 +32,7 @@ __all__ = [
     "CrossEntropy",
     "Distillation",
     "ImageGroupAction",
+    "InvarianceConstrained",
     "MeanSquaredError",
     "MixedSymmetryRegularizer",
     "OFADistillation",
@@ -47,5 +49,6 @@ __all__ = [
     "SinkhornDistillation",
     "StepContext",
     "TransformAction",
+    "UniformAugmentation",
     "divergences",
 ]
