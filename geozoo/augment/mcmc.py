@@ -123,19 +123,21 @@ def _check_chain(chain_length: int, temperature: float) -> None:
 
 @contextlib.contextmanager
 def batchnorm_statistics_kept(network: nn.Module) -> Iterator[None]:
-    """Restore the running statistics of every batch-norm layer on exit, so forward passes that
-    only score proposals do not train them."""
-    saved = [
-        (m, {k: v.clone() for k, v in m.named_buffers(recurse=False) if v is not None})
+    """Batch-norm layers in training mode normalise by batch statistics without updating their
+    running statistics inside the block, so forward passes that only score proposals do not
+    train them (and leave the tensors a pending backward pass saved untouched)."""
+    switched = [
+        m
         for m in network.modules()
-        if isinstance(m, nn.modules.batchnorm._NormBase)
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training and m.track_running_stats
     ]
+    for module in switched:
+        module.track_running_stats = False
     try:
         yield
     finally:
-        for module, buffers in saved:
-            for key, value in buffers.items():
-                getattr(module, key).copy_(value)
+        for module in switched:
+            module.track_running_stats = True
 
 
 class MetropolisHastingsAugmenter:

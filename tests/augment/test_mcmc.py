@@ -99,10 +99,13 @@ class CountingNet(nn.Module):
 
 def test_each_chain_step_is_one_batched_forward_without_gradient() -> None:
     net = CountingNet().train()
-    before = {k: v.clone() for k, v in net.state_dict().items()}
     x, y = torch.rand(12, 1, 8, 8), torch.randint(10, (12,))
     sampler = MetropolisHastingsAugmenter(OperationSpace(["rotate", "contrast"]), chain_length=3)
+    clean = nn.functional.cross_entropy(net(x), y)  # a training step's graph, built first
+    net.batches.clear()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
     augmented, result = sampler(net, x, y, torch.Generator().manual_seed(0))
+    clean.backward()  # still differentiable: the sampler modified nothing it saved
     assert net.batches == [12, 12, 12]
     assert not augmented.requires_grad and augmented.shape == x.shape
     for key, value in net.state_dict().items():  # running statistics untouched
