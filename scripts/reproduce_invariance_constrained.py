@@ -15,7 +15,7 @@ transformed test sets; ``--write-docs`` also replaces the marked section of ``do
 and writes ``docs/augment_visits.png``: which operations and levels the sampler trained on in each
 epoch (the MH arm, summed over seeds), with the dual variable.
 
-    python scripts/reproduce_invariance_constrained.py           # 3 seeds, the recipes' 8 epochs
+    python scripts/reproduce_invariance_constrained.py           # 3 seeds, the recipes' 6 epochs
     python scripts/reproduce_invariance_constrained.py --quick   # 1 seed, 1 epoch, 512 digits
 """
 

@@ -50,8 +50,9 @@ class AugmentationObjective(Objective):
         weight, name: as for every :class:`~geozoo.objectives.Objective`.
 
     The buffer ``visits`` counts, per histogram bin of the space (operation x level, or rotation
-    angle x scale for a group), the transformations this process trained on; it is
-    checkpointed with the model.
+    angle x scale for a group), the transformations drawn on this process in training (for
+    :class:`InvarianceConstrained`, the chains' last states, back-propagated with weight
+    ``mu``); it is checkpointed with the model.
     """
 
     def __init__(
