@@ -187,6 +187,12 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="1 seed, 1 epoch, 512 digits")
     parser.add_argument("--output", type=Path, default=None, help="write the results as JSON")
     parser.add_argument("--write-docs", action="store_true")
+    parser.add_argument(
+        "--from-json",
+        type=Path,
+        default=None,
+        help="report the results --output saved, no training",
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     logging.getLogger("lightning").setLevel(logging.ERROR)
@@ -207,8 +213,8 @@ def main() -> None:
         ]
     if args.quick:
         overrides += ["--data.init_args.limit_train=512"]
-    results = []
-    for seed in seeds:
+    results = json.loads(args.from_json.read_text()) if args.from_json else []
+    for seed in [] if args.from_json else seeds:
         for arm in ARMS:
             start = time.perf_counter()
             result = train(arm, seed, overrides)
@@ -226,8 +232,12 @@ def main() -> None:
         args.output.write_text(json.dumps(results, indent=1))
     if args.write_docs:
         plot(results, FIGURE)
-        command = "python scripts/reproduce_invariance_constrained.py --write-docs"
-        section = f"{START}\n{text}\n\n{verdict(results)}\n\nPrinted by `{command}`.\n{END}"
+        printed = "Printed by `python scripts/reproduce_invariance_constrained.py --write-docs`"
+        if args.from_json:
+            printed += (
+                f" (run as `--output {args.from_json.name}`, then `--from-json ... --write-docs`)"
+            )
+        section = f"{START}\n{text}\n\n{verdict(results)}\n\n{printed}.\n{END}"
         doc = DOC.read_text()
         pattern = re.compile(re.escape(START) + ".*?" + re.escape(END), re.S)
         DOC.write_text(pattern.sub(lambda _: section, doc))

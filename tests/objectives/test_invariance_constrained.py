@@ -8,16 +8,20 @@ from __future__ import annotations
 import os
 import socket
 import tempfile
+from pathlib import Path
 
 import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+import yaml
 from torch import nn
 
+from geozoo.cli import build_cli
 from geozoo.objectives import CrossEntropy, InvarianceConstrained, UniformAugmentation
 from geozoo.objectives.base import StepContext
 from geozoo.tasks import ClassificationTask
+from geozoo.zoo.recipes import lightning_cli
 
 SPACE = {"operations": ["rotate", "translate_x", "contrast"], "levels": 5}
 
@@ -64,7 +68,9 @@ def test_loss_is_dual_times_the_augmented_cross_entropy() -> None:
     torch.manual_seed(7)
     out = objective(_ctx(net))
     assert out.loss.requires_grad and float(out.logs["dual"]) == 2.0
-    assert float(out.loss.detach()) == pytest.approx(2.0 * float(out.logs["augmented_ce"]), rel=1e-6)
+    assert float(out.loss.detach()) == pytest.approx(
+        2.0 * float(out.logs["augmented_ce"]), rel=1e-6
+    )
     assert float(objective.dual) == pytest.approx(2.0 + 0.5 * (float(out.logs["slack"])))
     assert 0.0 <= float(out.logs["acceptance"]) <= 1.0
     assert float(objective.visits.sum()) == 16  # one transformation per example recorded
@@ -173,3 +179,56 @@ def test_ddp_two_gloo_processes_share_the_dual_variable() -> None:
     assert float(r0["dual"]) == pytest.approx(expected, rel=1e-6)
     # mean of 1.0 and 3.0 is 2.0: mu = 0.1 * (2.0 - 0.5) on both ranks
     assert float(r0["plain"]) == float(r1["plain"]) == pytest.approx(0.15)
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _recipe(name: str) -> dict:
+    return yaml.safe_load((ROOT / "configs" / f"{name}.yaml").read_text())
+
+
+@pytest.mark.parametrize("dataset", ["mnist", "cifar10"])
+def test_recipes_differ_only_in_their_objectives(dataset: str) -> None:
+    arms = ["uniform", "mh"] if dataset == "cifar10" else ["none", "uniform", "mh"]
+    recipes = [_recipe(f"daug_{arm}_{dataset}") for arm in arms]
+    objectives = [r["model"]["init_args"].pop("objectives") for r in recipes]
+    assert all(r == recipes[0] for r in recipes)
+    spaces = [
+        {k: v for k, v in o[1]["init_args"].items() if k != "weight"} for o in objectives[-2:]
+    ]
+    uniform, constrained = spaces
+    assert all(uniform[k] == constrained[k] for k in ("operations", "levels"))
+    assert uniform.get("maximum") == constrained.get("maximum")
+
+
+@pytest.mark.parametrize("arm", ["uniform", "mh"])
+def test_cifar_recipes_build_without_the_data(arm: str, tmp_path) -> None:
+    path = ROOT / "configs" / f"daug_{arm}_cifar10.yaml"
+    cli = lightning_cli(
+        ["--config", str(path), f"--trainer.default_root_dir={tmp_path}"], run=False
+    )
+    kind = UniformAugmentation if arm == "uniform" else InvarianceConstrained
+    assert isinstance(cli.model.objectives[1], kind)
+    cli.model.objectives[1].space.apply(
+        torch.rand(2, 3, 32, 32), cli.model.objectives[1].space.sample(2)
+    )
+
+
+def test_the_constrained_recipe_trains_through_the_cli(tmp_path) -> None:
+    cli = build_cli(
+        [
+            "fit",
+            "--config",
+            str(ROOT / "configs" / "daug_mh_mnist.yaml"),
+            "--trainer.fast_dev_run=2",
+            "--data.init_args.offline_test_size=200",
+            "--data.init_args.test_sets=[clean]",
+            f"--trainer.default_root_dir={tmp_path}",
+        ]
+    )
+    objective = cli.model.objectives[1]
+    assert isinstance(objective, InvarianceConstrained) and cli.trainer.global_step == 2
+    assert float(objective.dual) > 0  # the constraint was violated at the start: mu rose
+    assert "train/invariance_constrained/dual" in cli.trainer.callback_metrics
+    assert float(objective.visits.sum()) == 2 * 64
