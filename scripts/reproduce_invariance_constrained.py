@@ -213,7 +213,7 @@ def main() -> None:
         ]
     if args.quick:
         overrides += ["--data.init_args.limit_train=512"]
-    results = json.loads(args.from_json.read_text()) if args.from_json else []
+    results = [r for path in args.from_json or [] for r in json.loads(path.read_text())]
     for seed in [] if args.from_json else seeds:
         for arm in ARMS:
             start = time.perf_counter()
@@ -234,9 +234,7 @@ def main() -> None:
         plot(results, FIGURE)
         printed = "Printed by `python scripts/reproduce_invariance_constrained.py --write-docs`"
         if args.from_json:
-            printed += (
-                f" (run as `--output {args.from_json.name}`, then `--from-json ... --write-docs`)"
-            )
+            printed += " (run per seed with `--seeds S --output FILE`, then `--from-json FILES`)"
         section = f"{START}\n{text}\n\n{verdict(results)}\n\n{printed}.\n{END}"
         doc = DOC.read_text()
         pattern = re.compile(re.escape(START) + ".*?" + re.escape(END), re.S)
