@@ -190,8 +190,9 @@ def main() -> None:
     parser.add_argument(
         "--from-json",
         type=Path,
+        nargs="+",
         default=None,
-        help="report the results --output saved, no training",
+        help="report the results that runs with --output saved (e.g. one per seed), no training",
     )
     args = parser.parse_args()
     torch.set_num_threads(1)
