@@ -7,13 +7,15 @@ uses; no logging or validation), arms interleaved so machine load affects them a
 median seconds per epoch of each arm and, in the same run, the ratio of the Metropolis-Hastings
 arm to uniform augmentation (target: <= 1.6x).
 
-Usage: ``python scripts/bench_augment.py [--repeats 3] [--quick]`` (run it alone:
-``/work/bin/bench python scripts/bench_augment.py`` on the shared machine).
+Usage: ``python scripts/bench_augment.py [--repeats 3] [--quick] [--write-docs]`` (run it alone:
+``/work/bin/bench python scripts/bench_augment.py`` on the shared machine); ``--write-docs``
+replaces the marked section of ``docs/augment.md`` with the printed lines.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import statistics
 import time
 from pathlib import Path
@@ -24,6 +26,8 @@ from geozoo.objectives.base import StepContext
 from geozoo.zoo.recipes import lightning_cli
 
 ROOT = Path(__file__).resolve().parents[1]
+DOC = ROOT / "docs" / "augment.md"
+START, END = "<!-- augment-bench:start -->", "<!-- augment-bench:end -->"
 ARMS = ("none", "uniform", "mh")
 
 
@@ -59,6 +63,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3, help="timed epochs per arm")
     parser.add_argument("--quick", action="store_true", help="512 digits, 1 repeat")
+    parser.add_argument("--write-docs", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(0)
@@ -71,17 +76,23 @@ def main() -> None:
         for arm in ARMS:
             times[arm].append(epoch(*runs[arm]))
     digits = len(runs["none"][2].dataset)
-    print(f"seconds per training epoch ({digits} digits, batch 64, 1 thread, {repeats} repeats)")
+    lines = [f"seconds per training epoch ({digits} digits, batch 64, 1 thread, {repeats} repeats)"]
     median = {arm: statistics.median(t) for arm, t in times.items()}
     for arm in ARMS:
         spread = ", ".join(f"{t:.2f}" for t in times[arm])
-        print(f"  {arm:8s} median {median[arm]:6.2f}  ({spread})")
+        lines.append(f"  {arm:8s} median {median[arm]:6.2f}  ({spread})")
     mu = float(runs["mh"][0].objectives[1].dual)
-    ratio = median["mh"] / median["uniform"]
-    print(
-        f"MH / uniform = {ratio:.2f}x (target <= 1.6x); MH / none = "
+    lines.append(
+        f"MH / uniform = {median['mh'] / median['uniform']:.2f}x (target <= 1.6x); MH / none = "
         f"{median['mh'] / median['none']:.2f}x; dual variable at the end: {mu:.2f}"
     )
+    print("\n".join(lines))
+    if args.write_docs:
+        block = "\n".join(lines)
+        section = f"{START}\n```\n{block}\n```\n{END}"
+        pattern = re.compile(re.escape(START) + ".*?" + re.escape(END), re.S)
+        DOC.write_text(pattern.sub(lambda _: section, DOC.read_text()))
+        print(f"wrote the benchmark section of {DOC}")
 
 
 if __name__ == "__main__":

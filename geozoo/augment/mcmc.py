@@ -62,12 +62,15 @@ class ChainResult:
         losses: their losses ``(N,)`` (as evaluated in the chain, without gradient).
         accepted: how many proposals each chain accepted ``(N,)``.
         steps: proposals after the initial state (``chain_length - 1``).
+        payload: what the loss function returned with each kept state (e.g. the transformed
+            images), or ``None``.
     """
 
     params: Tensor
     losses: Tensor
     accepted: Tensor
     steps: int
+    payload: Tensor | None = None
 
     @property
     def acceptance_rate(self) -> float:
@@ -79,7 +82,7 @@ class ChainResult:
 
 def metropolis_hastings(
     propose: Callable[[int], Tensor],
-    loss: Callable[[Tensor], Tensor],
+    loss: Callable[[Tensor], Tensor | tuple[Tensor, Tensor]],
     num: int,
     chain_length: int = 2,
     temperature: float = 1.0,
@@ -89,7 +92,8 @@ def metropolis_hastings(
 
     Args:
         propose: ``num -> (num, P)`` independent draws from the proposal law.
-        loss: ``(num, P) -> (num,)`` non-negative losses of transformations, one per chain.
+        loss: ``(num, P) -> (num,)`` non-negative losses of transformations, one per chain, or
+            ``(losses, payload)`` with a payload ``(num, ...)`` kept along with the states.
         num: number of chains.
         chain_length: proposals evaluated per chain (the first is the initial state).
         temperature: ``T``.
@@ -97,17 +101,28 @@ def metropolis_hastings(
     """
     _check_chain(chain_length, temperature)
     state = propose(num)
-    value = loss(state)
+    value, payload = _scored(loss(state))
     accepted = torch.zeros(num, dtype=torch.long, device=value.device)
     for _ in range(chain_length - 1):
         proposal = propose(num)
-        proposed = loss(proposal)
+        proposed, proposed_payload = _scored(loss(proposal))
         u = torch.rand(num, generator=generator).to(value.device)
         accept = u < acceptance_probability(value, proposed, temperature)
-        state = torch.where(accept.to(state.device).unsqueeze(1), proposal, state)
+        state = torch.where(_column(accept, state), proposal, state)
         value = torch.where(accept, proposed, value)
+        if payload is not None:
+            payload = torch.where(_column(accept, payload), proposed_payload, payload)
         accepted += accept.long()
-    return ChainResult(state, value, accepted, chain_length - 1)
+    return ChainResult(state, value, accepted, chain_length - 1, payload)
+
+
+def _scored(output: Tensor | tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor | None]:
+    return output if isinstance(output, tuple) else (output, None)
+
+
+def _column(mask: Tensor, like: Tensor) -> Tensor:
+    """``mask`` (N,) shaped to broadcast over ``like`` (N, ...)."""
+    return mask.to(like.device).reshape(-1, *([1] * (like.dim() - 1)))
 
 
 def _check_chain(chain_length: int, temperature: float) -> None:
@@ -196,11 +211,12 @@ class MetropolisHastingsAugmenter:
         def propose(num: int) -> Tensor:
             return self.space.sample(num, generator, images.device)
 
-        def loss(params: Tensor) -> Tensor:
-            return self.loss_fn(network(self.space.apply(images, params)), targets).float()
+        def loss(params: Tensor) -> tuple[Tensor, Tensor]:
+            moved = self.space.apply(images, params)
+            return self.loss_fn(network(moved), targets).float(), moved
 
         with batchnorm_statistics_kept(network):
             result = metropolis_hastings(
                 propose, loss, images.shape[0], self.chain_length, self.temperature, generator
             )
-        return self.space.apply(images, result.params), result
+        return result.payload, result  # type: ignore[return-value]
