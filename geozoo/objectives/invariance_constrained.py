@@ -22,6 +22,7 @@ experiment differ only in their YAML.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -94,19 +95,8 @@ class UniformAugmentation(AugmentationObjective):
     """``CE(f(g x), y)`` with ``g`` drawn uniformly from the space, one per example: plain random
     augmentation (TrivialAugment's sampler, Mueller & Hutter, ICCV 2021) as an objective, added
     with a fixed weight to the task's clean loss. Arguments as for
-    :class:`AugmentationObjective`; zero outside training."""
-
-    def __init__(
-        self,
-        operations: Sequence[str] | None = None,
-        group: str | None = None,
-        levels: int = 30,
-        maximum: Mapping[str, float] | None = None,
-        translation: float = 0.0,
-        weight: float = 1.0,
-        name: str = "uniform_augmentation",
-    ) -> None:
-        super().__init__(operations, group, levels, maximum, translation, weight, name)
+    :class:`AugmentationObjective` (default name ``uniform_augmentation``); zero outside
+    training."""
 
     def forward(self, ctx: StepContext) -> ObjectiveOutput:
         if ctx.stage != "train":
@@ -130,7 +120,8 @@ class InvarianceConstrained(AugmentationObjective):
         chain_length: proposals per Metropolis-Hastings chain (the paper: 2); 1 samples
             uniformly (the paper's "uniform + constraint" ablation).
         temperature: ``T`` of the target ``loss^(1/T)`` (the paper: 1).
-        operations, group, levels, maximum, translation, weight, name: as for
+        **space_and_weight: ``operations``, ``group``, ``levels``, ``maximum``,
+            ``translation``, ``weight`` and ``name`` (default ``invariance_constrained``), as for
             :class:`AugmentationObjective`.
 
     After every training step ``mu <- max(0, mu + eta (CE_aug - eps))``, with ``CE_aug`` the
@@ -148,15 +139,9 @@ class InvarianceConstrained(AugmentationObjective):
         dual_init: float = 0.0,
         chain_length: int = 2,
         temperature: float = 1.0,
-        operations: Sequence[str] | None = None,
-        group: str | None = None,
-        levels: int = 30,
-        maximum: Mapping[str, float] | None = None,
-        translation: float = 0.0,
-        weight: float = 1.0,
-        name: str = "invariance_constrained",
+        **space_and_weight: Any,
     ) -> None:
-        super().__init__(operations, group, levels, maximum, translation, weight, name)
+        super().__init__(**space_and_weight)
         for label, value in (("epsilon", epsilon), ("dual_lr", dual_lr), ("dual_init", dual_init)):
             if not isinstance(value, int | float) or not 0 <= value < float("inf"):
                 raise ValueError(f"{label} must be a finite number >= 0, got {value!r}")
