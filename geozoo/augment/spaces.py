@@ -159,7 +159,7 @@ def augmentation_space(
             f"geozoo.groups name such as 'gl2'), got operations={operations!r}, group={group!r}"
         )
     if group is not None:
-        from geozoo.augment.group_actions import GroupSpace
+        from geozoo.augment.group_actions import GroupSpace  # it builds on this module
 
         if maximum:
             raise ValueError("maximum applies to operations; a group space uses its sampler")

@@ -2,7 +2,7 @@
 variable (Hounie, Chamon & Ribeiro, "Automatic Data Augmentation via Invariance-Constrained
 Learning", ICML 2023, arXiv 2209.15031).
 
-The problem (their Eq. for the constrained learning problem, with ``lambda_c`` the loss-weighted
+The constrained learning problem (their Sec. 3, with ``lambda_c`` the loss-weighted
 distribution over transformations ``g``)
 
     min_theta  E loss(f(x), y)   s.t.   E_{(x, y)} E_{g ~ lambda_c(. | x, y)} loss(f(g x), y) <= eps
@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from geozoo.augment.mcmc import MetropolisHastingsAugmenter
+from geozoo.augment.operations import OPERATIONS
 from geozoo.augment.spaces import AugmentationSpace, augmentation_space
 from geozoo.objectives.base import Objective, ObjectiveOutput, StepContext
 
@@ -68,8 +69,6 @@ class AugmentationObjective(Objective):
     ) -> None:
         super().__init__(weight=weight, name=name)
         if operations is None and group is None:
-            from geozoo.augment.operations import OPERATIONS
-
             operations = [k for k, op in OPERATIONS.items() if not op.rgb_only]
         self.space: AugmentationSpace = augmentation_space(
             operations, group, levels, maximum, translation
