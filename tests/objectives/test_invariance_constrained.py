@@ -6,7 +6,6 @@ configured from YAML."""
 from __future__ import annotations
 
 import os
-import socket
 import tempfile
 from pathlib import Path
 
@@ -138,15 +137,10 @@ def test_group_space_by_name() -> None:
     assert torch.isfinite(out.loss) and float(objective.visits.sum()) == 16
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _ddp_worker(rank: int, world: int, port: int, path: str) -> None:
-    os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"] = "127.0.0.1", str(port)
-    dist.init_process_group("gloo", rank=rank, world_size=world)
+def _ddp_worker(rank: int, world: int, path: str) -> None:
+    # file rendezvous: no free TCP port to find
+    store = f"file://{os.path.join(path, 'rendezvous')}"
+    dist.init_process_group("gloo", init_method=store, rank=rank, world_size=world)
     torch.set_num_threads(1)
     net = _net()  # same network on both ranks
     objective = InvarianceConstrained(epsilon=0.5, dual_lr=0.1, dual_init=0.2, **SPACE)
@@ -168,7 +162,7 @@ def _ddp_worker(rank: int, world: int, port: int, path: str) -> None:
 
 def test_ddp_two_gloo_processes_share_the_dual_variable() -> None:
     with tempfile.TemporaryDirectory() as path:
-        mp.spawn(_ddp_worker, args=(2, _free_port(), path), nprocs=2, join=True)
+        mp.spawn(_ddp_worker, args=(2, path), nprocs=2, join=True)
         r0, r1 = (torch.load(os.path.join(path, f"rank{r}.pt")) for r in (0, 1))
     assert r0["local"] != r1["local"]  # the ranks saw different batches ...
     assert r0["shared"] == r1["shared"]  # ... but step on the same averaged constraint value
