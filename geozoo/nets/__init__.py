@@ -1,6 +1,7 @@
 """Whole networks built from :mod:`geozoo.nn`; importing this module registers the zoo builders."""
 
 from geozoo.nets.affconv import AffConvNet
+from geozoo.nets.augmented import cnn_mcmcaug_mnist
 from geozoo.nets.cnn import PlainCNN
 from geozoo.nets.e3nn_nets import E3PointClassifier, E3TensorRegressor
 from geozoo.nets.equivariant_mlp import EquivariantMLP, PlainMLP
@@ -19,6 +20,7 @@ __all__ = [
     "PlainCNN",
     "PlainMLP",
     "SteerableCNN",
+    "cnn_mcmcaug_mnist",
     "cnn_mnist_tiny",
     "symface_arcface_synthfaces",
 ]

@@ -10,6 +10,7 @@ from geozoo.objectives.distillation import (
     PlackettLuceDistillation,
     SinkhornDistillation,
 )
+from geozoo.objectives.invariance_constrained import InvarianceConstrained, UniformAugmentation
 from geozoo.objectives.regression import MeanSquaredError
 from geozoo.objectives.sample_actions import (
     ImageGroupAction,
@@ -32,6 +33,7 @@ __all__ = [
     "CrossEntropy",
     "Distillation",
     "ImageGroupAction",
+    "InvarianceConstrained",
     "MarginCrossEntropy",
     "MeanSquaredError",
     "MixedSymmetryRegularizer",
@@ -50,5 +52,6 @@ __all__ = [
     "SplitFaceSymmetry",
     "StepContext",
     "TransformAction",
+    "UniformAugmentation",
     "divergences",
 ]
