@@ -10,6 +10,8 @@ from geozoo.objectives.distillation import (
     PlackettLuceDistillation,
     SinkhornDistillation,
 )
+from geozoo.objectives.grpo import GRPO, KDRL
+from geozoo.objectives.preference import FDPG, FDPO
 from geozoo.objectives.regression import MeanSquaredError
 from geozoo.objectives.sample_actions import (
     ImageGroupAction,
@@ -27,6 +29,10 @@ from geozoo.objectives.soft_equivariance import (
 )
 
 __all__ = [
+    "FDPG",
+    "FDPO",
+    "GRPO",
+    "KDRL",
     "BalancedDivergenceDistillation",
     "CrossEntropy",
     "Distillation",
