@@ -24,6 +24,7 @@ Usage::
 
     python scripts/reproduce_rlvr.py                     # 3 seeds (about 20 min on 1 CPU)
     python scripts/reproduce_rlvr.py --quick             # 1 seed, short runs
+    python scripts/reproduce_rlvr.py --digits 3 --rl-steps 200   # the harder task
     python scripts/reproduce_rlvr.py --table results.json   # print the table of a finished run
 """
 
@@ -77,13 +78,13 @@ def _evaluate(policy, env, images, sums, seed: int) -> dict[str, float]:
 
 def run_seed(seed: int, args: argparse.Namespace) -> dict:
     torch.manual_seed(seed)
-    data = DigitSumDataModule(**DATA, seed=seed)
+    data = DigitSumDataModule(**{**DATA, "num_digits": args.digits}, seed=seed)
     data.setup()
     images, sums, labelled = data.datasets["train"][:]
     test_images, test_sums = data.datasets["test_clean"][:]
     val_images, val_sums = data.datasets["val"][:]
     env = DigitSumEnvironment()
-    policy = DigitSumPolicy(**POLICY)
+    policy = DigitSumPolicy(**{**POLICY, "num_digits": args.digits})
     params = [p for p in policy.parameters() if p.requires_grad]
     generator = torch.Generator().manual_seed(seed)
 
@@ -176,6 +177,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--divergences", nargs="+", default=None)
+    parser.add_argument("--digits", type=int, default=2, help="digits per image (2 or 3)")
     parser.add_argument("--warmup-steps", type=int, default=300)
     parser.add_argument("--rl-steps", type=int, default=150)
     parser.add_argument("--batch-size", type=int, default=32)
