@@ -9,6 +9,7 @@ from geozoo.nets.faces import FaceEmbeddingNet, symface_arcface_synthfaces
 from geozoo.nets.steerable import SteerableCNN
 from geozoo.nets.students import cnn_mnist_tiny
 from geozoo.nets.transformer import PatchTransformer
+from geozoo.rl.zoo_entry import digitsum_grpo_mnist
 
 __all__ = [
     "AffConvNet",
@@ -22,5 +23,6 @@ __all__ = [
     "SteerableCNN",
     "cnn_mcmcaug_mnist",
     "cnn_mnist_tiny",
+    "digitsum_grpo_mnist",
     "symface_arcface_synthfaces",
 ]

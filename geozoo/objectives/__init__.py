@@ -10,7 +10,9 @@ from geozoo.objectives.distillation import (
     PlackettLuceDistillation,
     SinkhornDistillation,
 )
+from geozoo.objectives.grpo import GRPO, KDRL
 from geozoo.objectives.invariance_constrained import InvarianceConstrained, UniformAugmentation
+from geozoo.objectives.preference import FDPG, FDPO
 from geozoo.objectives.regression import MeanSquaredError
 from geozoo.objectives.sample_actions import (
     ImageGroupAction,
@@ -29,6 +31,10 @@ from geozoo.objectives.soft_equivariance import (
 from geozoo.objectives.symface import MarginCrossEntropy, SplitFaceSymmetry
 
 __all__ = [
+    "FDPG",
+    "FDPO",
+    "GRPO",
+    "KDRL",
     "BalancedDivergenceDistillation",
     "CrossEntropy",
     "Distillation",

@@ -4,6 +4,6 @@ from geozoo.tasks.base import ObjectiveTask
 from geozoo.tasks.classification import ClassificationTask
 from geozoo.tasks.embedding import EmbeddingTask
 from geozoo.tasks.regression import RegressionTask
+from geozoo.tasks.rl import RLTask
 
-__all__ = ["ClassificationTask", "ObjectiveTask", "RegressionTask"]
-__all__ += ["EmbeddingTask"]
+__all__ = ["ClassificationTask", "EmbeddingTask", "ObjectiveTask", "RLTask", "RegressionTask"]
