@@ -12,8 +12,8 @@ that identities must be separated by more than it:
 
 ``head(embeddings, labels)`` returns these scaled logits (feed them to cross-entropy);
 ``head(embeddings)`` returns ``s * cos(theta)`` for every class (evaluation). Half-precision
-inputs are computed and returned in float32: ``s = 64`` times a bf16 cosine would lose the
-margin in rounding, and ``exp`` of such logits overflows half precision.
+inputs are computed and returned in float32, also under autocast: ``s = 64`` times a bf16
+cosine would lose the margin in rounding, and ``exp`` of such logits overflows half precision.
 """
 
 from __future__ import annotations
@@ -77,9 +77,12 @@ class MarginHead(nn.Module):
                 f"got {tuple(embeddings.shape)}"
             )
         dtype = torch.promote_types(embeddings.dtype, torch.float32)
-        z = F.normalize(embeddings.to(dtype), dim=1)
-        w = F.normalize(self.weight.to(dtype), dim=1)
-        return (z @ w.T).clamp(-1.0, 1.0)
+        # under autocast (Lightning's "bf16-mixed") the matmul would run, and return, in half
+        # precision whatever the dtype of its inputs
+        with torch.autocast(embeddings.device.type, enabled=False):
+            z = F.normalize(embeddings.to(dtype), dim=1)
+            w = F.normalize(self.weight.to(dtype), dim=1)
+            return (z @ w.T).clamp(-1.0, 1.0)
 
     def target_logit(self, cosine: Tensor, embeddings: Tensor) -> Tensor:
         """The margin-modified cosine of the target class, given its cosine ``(N,)``."""
