@@ -230,10 +230,13 @@ class AdaFaceHead(MarginHead):
 
     @torch.no_grad()
     def _update_statistics(self, norms: Tensor) -> None:
+        # float64 sums: the variance is a difference of sums of squares, which float32 loses
+        # for norms much larger than their spread
+        norms = norms.double()
         stats = torch.stack([norms.sum(), (norms * norms).sum(), norms.new_tensor(len(norms))])
         if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
             dist.all_reduce(stats)
-        total, squares, count = stats.double()
+        total, squares, count = stats
         mean = total / count
         # unbiased std of the (global) batch, as torch.std
         var = ((squares - count * mean * mean) / (count - 1).clamp_min(1)).clamp_min(0)
