@@ -112,7 +112,9 @@ def test_image_folder_recipe_trains_on_a_tiny_folder(tmp_path: Path) -> None:
         ["fit", "--config", "configs/symface_arcface_imagefolder.yaml",
          f"--data.init_args.root={tmp_path / 'faces'}", "--data.init_args.image_size=16",
          "--data.init_args.val_identities=0.25", "--data.init_args.test_identities=0.25",
-         "--data.init_args.pairs_per_fold=1", "--data.init_args.num_folds=2",
+         # more matched pairs per fold than two batches hold: a sanity check would see no
+         # mismatched pair
+         "--data.init_args.pairs_per_fold=8", "--data.init_args.num_folds=2",
          "--model.init_args.num_folds=2", "--data.init_args.num_workers=0",
          "--data.init_args.batch_size=4",
          "--model.init_args.network.init_args.input_size=[16, 16]",
