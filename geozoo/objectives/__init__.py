@@ -10,7 +10,9 @@ from geozoo.objectives.distillation import (
     PlackettLuceDistillation,
     SinkhornDistillation,
 )
+from geozoo.objectives.dro import KLDRO
 from geozoo.objectives.regression import MeanSquaredError
+from geozoo.objectives.reweighting import DynamicReweighting
 from geozoo.objectives.sample_actions import (
     ImageGroupAction,
     PointCloudAction,
@@ -27,9 +29,11 @@ from geozoo.objectives.soft_equivariance import (
 )
 
 __all__ = [
+    "KLDRO",
     "BalancedDivergenceDistillation",
     "CrossEntropy",
     "Distillation",
+    "DynamicReweighting",
     "ImageGroupAction",
     "MeanSquaredError",
     "MixedSymmetryRegularizer",
