@@ -126,13 +126,21 @@ def best_of_n_probs(ref_probs: Tensor, rewards: Tensor, n: int) -> Tensor:
     if (p < 0).any() or not torch.allclose(p.sum(-1), p.new_ones(()), atol=1e-4):
         raise ValueError("ref_probs must be non-negative and sum to 1 over the last axis")
     r = torch.broadcast_to(rewards.to(dtype), p.shape)
-    # same[..., y, z] = 1 when labels y and z have the same reward, below[..] when r_z < r_y
+    # same[..., y, z] = 1 when labels y and z have the same reward, above[..] when r_z > r_y
     same = (r.unsqueeze(-1) == r.unsqueeze(-2)).to(dtype)
-    below = (r.unsqueeze(-1) > r.unsqueeze(-2)).to(dtype)
+    above = (r.unsqueeze(-1) < r.unsqueeze(-2)).to(dtype)
     mass_equal = (same * p.unsqueeze(-2)).sum(-1)  # P(r = r_y)
-    cdf_lower = (below * p.unsqueeze(-2)).sum(-1).clamp(0.0, 1.0)  # F^-(r_y)
-    cdf = (cdf_lower + mass_equal).clamp(0.0, 1.0)  # F(r_y)
-    level_mass = cdf.pow(n) - cdf_lower.pow(n)  # P(best reward = r_y)
+    tail = (above * p.unsqueeze(-2)).sum(-1).clamp(0.0, 1.0)  # 1 - F(r_y)
+    tail_equal = (tail + mass_equal).clamp(0.0, 1.0)  # 1 - F^-(r_y)
+    # P(best reward = r_y) = F^n - (F^-)^n, written with the upper tails so that it stays
+    # accurate when both are close to 1 (no cancellation of two powers near 1)
+    log_f = n * torch.log1p(-tail)
+    log_f_lower = n * torch.log1p(-tail_equal)
+    level_mass = torch.where(
+        tail_equal < 1.0,
+        torch.exp(log_f_lower) * torch.expm1((log_f - log_f_lower).clamp_max(700.0)),
+        torch.exp(log_f),
+    )
     share = torch.where(mass_equal > 0, p / mass_equal.clamp_min(torch.finfo(dtype).tiny), 0.0)
     return level_mass * share
 

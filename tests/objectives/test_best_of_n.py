@@ -102,3 +102,13 @@ def test_bad_inputs():
         best_of_n_probs(torch.tensor([0.5, 0.6]), torch.zeros(2), 2)
     with pytest.raises(ValueError, match="one value per batch element"):
         best_of_n(lambda: torch.zeros(3), lambda x: torch.zeros(()), 2)
+
+
+def test_accurate_for_rare_top_labels_in_float32():
+    # the best label has base mass 1e-7: its best-of-4 mass is about 4e-7, which the difference
+    # of two powers near 1 would lose in float32
+    p = torch.tensor([1.0 - 1e-7, 1e-7])
+    got = best_of_n_probs(p, torch.tensor([0.0, 1.0]), 4)
+    expected = 1.0 - (1.0 - 1e-7) ** 4
+    assert got[1].item() == pytest.approx(expected, rel=1e-4)
+    assert torch.isfinite(best_of_n_kl(p, torch.tensor([0.0, 1.0]), 4))
