@@ -2,11 +2,14 @@
 
 from geozoo.metrics.calibration import expected_calibration_error, reliability_diagram
 from geozoo.metrics.equivariance import EquivarianceError
+from geozoo.metrics.pass_at_k import PassAtK, pass_at_k
 from geozoo.metrics.regression import average_displacement_error
 
 __all__ = [
     "EquivarianceError",
+    "PassAtK",
     "average_displacement_error",
     "expected_calibration_error",
+    "pass_at_k",
     "reliability_diagram",
 ]

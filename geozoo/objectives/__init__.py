@@ -11,6 +11,8 @@ from geozoo.objectives.distillation import (
     SinkhornDistillation,
 )
 from geozoo.objectives.dro import KLDRO
+from geozoo.objectives.grpo import GRPO, KDRL
+from geozoo.objectives.preference import FDPG, FDPO
 from geozoo.objectives.regression import MeanSquaredError
 from geozoo.objectives.reweighting import DynamicReweighting
 from geozoo.objectives.sample_actions import (
@@ -29,6 +31,10 @@ from geozoo.objectives.soft_equivariance import (
 )
 
 __all__ = [
+    "FDPG",
+    "FDPO",
+    "GRPO",
+    "KDRL",
     "KLDRO",
     "BalancedDivergenceDistillation",
     "CrossEntropy",
