@@ -1,6 +1,7 @@
 """Training objectives behind one protocol (see :mod:`geozoo.objectives.base`)."""
 
 from geozoo.objectives import divergences
+from geozoo.objectives.apo import APO
 from geozoo.objectives.base import Objective, ObjectiveOutput, StepContext
 from geozoo.objectives.classification import CrossEntropy
 from geozoo.objectives.distillation import (
@@ -29,13 +30,16 @@ from geozoo.objectives.soft_equivariance import (
     ResidualPathwayPrior,
     SampleEquivarianceRegularizer,
 )
+from geozoo.objectives.vogue import VOGUE
 
 __all__ = [
+    "APO",
     "FDPG",
     "FDPO",
     "GRPO",
     "KDRL",
     "KLDRO",
+    "VOGUE",
     "BalancedDivergenceDistillation",
     "CrossEntropy",
     "Distillation",
