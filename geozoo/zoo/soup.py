@@ -148,7 +148,8 @@ def model_soup(
 
 
 class ModelSoup(nn.Module):
-    """:func:`model_soup` as a module, for YAML: ``forward`` is the soup's forward.
+    """:func:`model_soup` as a module, for YAML: ``forward`` is the soup's forward and other
+    attributes (e.g. a policy's ``log_probs`` and ``sample``) are the soup's.
 
     Args:
         models, weights, frozen: as in :func:`model_soup`.
@@ -166,6 +167,14 @@ class ModelSoup(nn.Module):
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         return self.module(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            if name == "module":
+                raise
+            return getattr(self.module, name)
 
     def train(self, mode: bool = True) -> ModelSoup:
         super().train(mode)

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import socket
+import tempfile
+
 import pytest
 import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
 from torch import nn
 
 from geozoo.objectives import DynamicReweighting, Objective, ObjectiveOutput, StepContext
@@ -130,3 +136,36 @@ def test_non_finite_step_keeps_weights_and_bad_arguments():
         DynamicReweighting([])
     with pytest.raises(KeyError, match="not among its logged"):
         DynamicReweighting([Scripted([1.0], "a")], signals={"a": "reward"})(_ctx(net))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ddp_worker(rank: int, world: int, port: int, path: str) -> None:
+    os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"] = "127.0.0.1", str(port)
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    gen = torch.Generator().manual_seed(rank)  # each rank sees different losses
+    a = [1.0 + rank + 0.3 * torch.rand((), generator=gen).item() for _ in range(12)]
+    b = [2.0 - 0.1 * t * (1 + rank) for t in range(12)]
+    recap = DynamicReweighting([Scripted(a, "a"), Scripted(b, "b")], window=5)
+    net = Scale()
+    for _ in range(12):
+        recap(_ctx(net))
+    torch.save(
+        {"weights": recap.weights, "history": recap.history}, os.path.join(path, f"rank{rank}.pt")
+    )
+    dist.destroy_process_group()
+
+
+def test_ddp_two_gloo_processes_keep_identical_weights():
+    with tempfile.TemporaryDirectory() as path:
+        mp.spawn(_ddp_worker, args=(2, _free_port(), path), nprocs=2, join=True)
+        r0, r1 = (torch.load(os.path.join(path, f"rank{r}.pt")) for r in (0, 1))
+    assert torch.equal(r0["history"], r1["history"])
+    assert torch.equal(r0["weights"], r1["weights"])
+    assert not torch.equal(r0["weights"], torch.ones(2, dtype=torch.float64))
+    # the history holds the mean over ranks of the last step's signals
+    assert r0["history"][1, -1].item() == pytest.approx((0.9 + 2.0 - 2.2) / 2)

@@ -49,6 +49,22 @@ def test_model_soup_module_for_yaml():
     assert not soup.module.training
     x = torch.randn(4, 3)
     assert torch.equal(soup(x), model_soup([a, b])(x))
+    with pytest.raises(AttributeError):
+        _ = soup.no_such_attribute
+
+
+class _Policy(nn.Linear):
+    def log_probs(self, x: torch.Tensor) -> torch.Tensor:
+        return self(x).log_softmax(-1)
+
+
+def test_model_soup_module_keeps_the_policy_interface():
+    torch.manual_seed(0)
+    a, b = _Policy(3, 4), _Policy(3, 4)
+    soup = ModelSoup([a, b])
+    x = torch.randn(2, 3)
+    expected = nn.functional.linear(x, (a.weight + b.weight) / 2, (a.bias + b.bias) / 2)
+    assert torch.allclose(soup.log_probs(x), expected.log_softmax(-1))
 
 
 def test_mismatched_architectures_are_refused_by_name():
