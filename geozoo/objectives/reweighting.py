@@ -66,6 +66,19 @@ def reweighting_scores(
     )
 
 
+def _from_extras(ctx: StepContext, path: str, name: str, logged: list[str]) -> Tensor:
+    head, *rest = path.split(".")
+    value: Any = ctx.extras.get(head) if ctx.extras else None
+    for part in rest:
+        value = getattr(value, part, None)
+    if value is None:
+        raise KeyError(
+            f"signal {path!r} of objective {name!r} is neither among its logged values "
+            f"{logged} nor a path into the step's extras {sorted(ctx.extras or {})}"
+        )
+    return torch.as_tensor(value).float()
+
+
 class DynamicReweighting(Objective):
     """RECAP's online objective reweighting as a wrapper over a list of objectives.
 
@@ -79,9 +92,10 @@ class DynamicReweighting(Objective):
         progress_coef, rise_coef, instability_coef: the score's coefficients (module
             docstring).  ``rise_coef > 0`` gives a rising (forgotten) objective more weight
             than one improving at the same rate.
-        signals: per objective name, the key of one of its logged values to use as its signal
-            instead of its loss (e.g. ``{"grpo": "reward"}``: a policy-gradient loss is near 0
-            by construction and says nothing about convergence).
+        signals: per objective name, what to use as its signal instead of its loss: the key of
+            one of its logged values, or a dotted path into the step's ``ctx.extras`` (e.g.
+            ``{"grpo": "rollouts.rewards"}``, averaged: a policy-gradient loss is near 0 by
+            construction and says nothing about convergence).
         higher_is_better: names of objectives whose signal improves upward (rewards,
             accuracies); their signal is negated.
         eps: added to the signal's scale; signals much smaller than it count as converged.
@@ -145,17 +159,16 @@ class DynamicReweighting(Objective):
         for objective in self.objectives:
             objective.on_train_epoch_end(task)
 
-    def _signal(self, objective: Objective, loss: Tensor, logs: Mapping[str, Tensor]) -> Tensor:
+    def _signal(
+        self, objective: Objective, loss: Tensor, logs: Mapping[str, Tensor], ctx: StepContext
+    ) -> Tensor:
         key = self.signals.get(objective.name)
         if key is None:
             value = loss
         elif key in logs:
             value = torch.as_tensor(logs[key])
         else:
-            raise KeyError(
-                f"signal {key!r} of objective {objective.name!r} is not among its logged "
-                f"values {sorted(logs)}"
-            )
+            value = _from_extras(ctx, key, objective.name, sorted(logs))
         value = value.detach().double().mean()
         return -value if objective.name in self.higher_is_better else value
 
@@ -182,7 +195,7 @@ class DynamicReweighting(Objective):
             loss, values = objective(ctx)
             factor = float(self.weights[index]) * objective.weight
             total = total + factor * loss.float()
-            signals.append(self._signal(objective, loss, values))
+            signals.append(self._signal(objective, loss, values, ctx))
             logs[f"{objective.name}/loss"] = as_scalar(loss)
             logs[f"{objective.name}/weight"] = as_scalar(factor)
             logs.update({f"{objective.name}/{k}": as_scalar(v) for k, v in values.items()})

@@ -120,6 +120,24 @@ def test_logged_signal_orientation_and_eval_does_not_update():
     assert torch.equal(clone.weights, recap.weights)
 
 
+def test_signal_from_the_step_extras():
+    class Rollouts:  # stands for geozoo.rl.Rollouts: anything with the attribute
+        def __init__(self, rewards: list[float]) -> None:
+            self.rewards = torch.tensor(rewards)
+
+    recap = DynamicReweighting(
+        [Scripted([0.0], "grpo"), Scripted([1.0], "ce")],
+        window=4,
+        signals={"grpo": "rollouts.rewards"},
+        higher_is_better=["grpo"],
+    )
+    net = Scale()
+    ctx = _ctx(net)
+    ctx.extras["rollouts"] = Rollouts([1.0, 0.0, 0.0, 0.0])
+    recap(ctx)
+    assert recap.history[0, -1].item() == -0.25
+
+
 def test_non_finite_step_keeps_weights_and_bad_arguments():
     recap = DynamicReweighting([Scripted([1.0, float("inf")], "a"), Scripted([1.0], "b")], window=4)
     net = Scale()
@@ -134,7 +152,7 @@ def test_non_finite_step_keeps_weights_and_bad_arguments():
         DynamicReweighting([Scripted([1.0], "a")], signals={"b": "reward"})
     with pytest.raises(TypeError, match="non-empty list"):
         DynamicReweighting([])
-    with pytest.raises(KeyError, match="not among its logged"):
+    with pytest.raises(KeyError, match="neither among its logged values"):
         DynamicReweighting([Scripted([1.0], "a")], signals={"a": "reward"})(_ctx(net))
 
 
