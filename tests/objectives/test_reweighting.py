@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import tempfile
 
 import pytest
@@ -156,12 +155,6 @@ def test_non_finite_step_keeps_weights_and_bad_arguments():
         DynamicReweighting([Scripted([1.0], "a")], signals={"a": "reward"})(_ctx(net))
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _ddp_worker(rank: int, world: int, port: int, path: str) -> None:
     os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"] = "127.0.0.1", str(port)
     dist.init_process_group("gloo", rank=rank, world_size=world)
@@ -178,9 +171,9 @@ def _ddp_worker(rank: int, world: int, port: int, path: str) -> None:
     dist.destroy_process_group()
 
 
-def test_ddp_two_gloo_processes_keep_identical_weights():
+def test_ddp_two_gloo_processes_keep_identical_weights(free_port):
     with tempfile.TemporaryDirectory() as path:
-        mp.spawn(_ddp_worker, args=(2, _free_port(), path), nprocs=2, join=True)
+        mp.spawn(_ddp_worker, args=(2, free_port, path), nprocs=2, join=True)
         r0, r1 = (torch.load(os.path.join(path, f"rank{r}.pt")) for r in (0, 1))
     assert torch.equal(r0["history"], r1["history"])
     assert torch.equal(r0["weights"], r1["weights"])
