@@ -176,3 +176,45 @@ def test_errors():
         VOGUE(perturbation=3)
     with pytest.raises(ValueError, match="shape"):
         VOGUE(perturbation=lambda x: x[:1]).sampling_prompts(torch.rand(3, 4), 0)
+
+
+def test_vogue_raises_expected_reward_on_a_toy_contextual_bandit():
+    """4 one-hot contexts x 5 actions, a linear policy; a share of the prompts is sampled on
+    noisy contexts through sampling_prompts, as an RL task does."""
+    torch.manual_seed(0)
+    gen = torch.Generator().manual_seed(0)
+    reward_table = torch.rand(4, 5, generator=gen).round()
+    reward_table[:, 4] = 1.0
+    policy = LinearPolicy()
+    optimizer = torch.optim.Adam(policy.parameters(), lr=0.1)
+    vogue = VOGUE(perturbation=GaussianNoise(0.2, clamp=None), share_start=0.5, anneal_steps=40)
+    contexts = torch.eye(4)
+
+    def expected_reward() -> float:
+        with torch.no_grad():
+            return float((policy.linear(contexts).softmax(-1) * reward_table).sum(-1).mean())
+
+    start = expected_reward()
+    for step in range(60):
+        sampled, extras = vogue.sampling_prompts(contexts, step)
+        group = group_ids(4, 8)
+        probs = policy.linear(sampled).softmax(-1).detach()
+        actions = torch.multinomial(probs, 8, True, generator=gen).reshape(-1, 1)
+        logp = policy.log_probs(sampled, actions, group)
+        entropy = -(probs * probs.log()).sum(-1)[group][:, None]
+        rollouts = Rollouts(
+            prompts=sampled,
+            group=group,
+            responses=actions,
+            mask=torch.ones_like(actions, dtype=torch.bool),
+            rewards=reward_table[group, actions[:, 0]],
+            logp=logp,
+            old_logp=logp.detach(),
+            entropy=entropy,
+            extras=extras,
+        )
+        optimizer.zero_grad()
+        vogue(_ctx(policy, rollouts)).loss.backward()
+        optimizer.step()
+    assert start < 0.75
+    assert expected_reward() > 0.95
