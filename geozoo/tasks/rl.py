@@ -1,0 +1,307 @@
+"""Reinforcement learning with verifiable rewards as a LightningModule.
+
+Per training step the task samples ``num_samples`` responses per prompt from the current
+policy, scores them with the environment's verifier, and hands the :class:`geozoo.rl.Rollouts`
+to its objectives through ``ctx.extras["rollouts"]``; GRPO, KDRL, f-DPO, f-DPG (or your own
+objective) are chosen and weighted in YAML like any other.  The task fills what the objectives
+declare they need: ``needs_reference`` -> ``Rollouts.ref_logp`` from the frozen reference;
+``needs_rehearsal`` -> ``ctx.extras["rehearsal"]``, responses sampled from the reference with
+the current policy's log-probs of them (DPH-RL).
+
+Sampling runs with gradients on, so the log-probs of the sampling pass are the current
+policy's (one update per batch: the sampling policy *is* the current one, ``old_logp`` is their
+detached copy) and no second forward pass is needed.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from torch import Tensor, nn
+
+from geozoo.metrics.pass_at_k import PassAtK
+from geozoo.objectives.base import Objective, StepContext
+from geozoo.objectives.grpo import GRPO
+from geozoo.rl.environments import Environment
+from geozoo.rl.evaluation import correct_matrix
+from geozoo.rl.policies import response_mask
+from geozoo.rl.rollouts import Rollouts, masked_mean, sequence_sum
+from geozoo.tasks.base import ObjectiveTask, default_adam
+
+__all__ = ["RLTask"]
+
+
+class RLTask(ObjectiveTask):
+    """Train a policy on verifiable rewards with a list of weighted objectives.
+
+    Logged per training step: ``train/reward``, ``train/kl_ref`` (mean sequence ``log pi -
+    log pi_ref`` of the samples, when a reference is in use), ``train/entropy`` (mean token
+    entropy), ``train/length`` (mean response length) and every objective's values; during the
+    warm-up, ``train/warmup_nll``.  Validation and test log ``pass@k`` for each ``k`` in
+    ``pass_k`` (from ``eval_samples`` samples per prompt) and the mean reward.
+
+    Args:
+        network: the policy (:class:`geozoo.rl.DigitSumPolicy`, :class:`geozoo.rl.ClassifierPolicy`
+            or anything with ``sample`` and ``log_probs``).
+        environment: the verifier (``reward`` and ``correct``; ``answer_tokens`` for warm-up).
+        objectives: the RL objectives (default ``[GRPO()]``).
+        num_samples: ``G``, responses per prompt.
+        temperature, top_k: sampling settings (log-probs are those of the tempered policy).
+        reference: ``"copy"`` (a frozen copy of the policy as it is at the first RL step), the
+            name of a zoo entry (``create_model(name, pretrained=True)``), a module, or ``None``.
+            It is not a submodule: it is neither trained nor saved in checkpoints.
+        warmup_steps: optimizer steps of supervised warm-up (teacher-forced negative
+            log-likelihood of the environment's answers) before RL; with batches
+            ``(prompts, targets, labelled)`` the warm-up uses only labelled rows and RL only
+            the others.
+        eval_samples, eval_temperature, pass_k: validation / test sampling and budgets.
+        optimizer, lr_scheduler: as in :class:`~geozoo.tasks.ObjectiveTask`.
+    """
+
+    default_objectives = (GRPO,)
+
+    def __init__(
+        self,
+        network: nn.Module,
+        environment: Environment,
+        objectives: Sequence[Objective] | None = None,
+        num_samples: int = 8,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        reference: str | nn.Module | None = "copy",
+        warmup_steps: int = 0,
+        eval_samples: int = 8,
+        eval_temperature: float = 1.0,
+        pass_k: Sequence[int] = (1, 8),
+        optimizer: OptimizerCallable = default_adam,
+        lr_scheduler: LRSchedulerCallable | None = None,
+    ) -> None:
+        super().__init__(network, objectives, optimizer, lr_scheduler)
+        for method in ("sample", "log_probs"):
+            if not callable(getattr(network, method, None)):
+                raise TypeError(
+                    f"the network of an RLTask must be a policy with sample() and log_probs(), "
+                    f"got {type(network).__name__} without {method}()"
+                )
+        if num_samples < 1 or eval_samples < max(pass_k):
+            raise ValueError(
+                f"need num_samples >= 1 and eval_samples >= max(pass_k), got {num_samples}, "
+                f"{eval_samples} and pass_k={list(pass_k)}"
+            )
+        self.environment = environment
+        self.num_samples = num_samples
+        self.temperature = temperature
+        self.top_k = top_k
+        self.warmup_steps = warmup_steps
+        self.eval_samples = eval_samples
+        self.eval_temperature = eval_temperature
+        self.pass_k = tuple(pass_k)
+        self.val_pass = nn.ModuleDict({str(k): PassAtK(k) for k in self.pass_k})
+        self.test_pass = nn.ModuleDict({str(k): PassAtK(k) for k in self.pass_k})
+        if isinstance(reference, str) and reference != "copy":
+            from geozoo.zoo.factory import create_model
+
+            reference = create_model(reference, pretrained=True)
+        self._reference_spec = reference
+        object.__setattr__(
+            self, "_reference", reference if isinstance(reference, nn.Module) else None
+        )
+        if isinstance(self._reference, nn.Module):
+            self._reference.eval().requires_grad_(False)
+
+    # ------------------------------------------------------------------ reference policy
+
+    @property
+    def reference(self) -> nn.Module | None:
+        """The frozen reference policy (made on first use for ``reference="copy"``)."""
+        if self._reference is None and self._reference_spec == "copy":
+            frozen = copy.deepcopy(self.network).eval().requires_grad_(False)
+            object.__setattr__(self, "_reference", frozen)
+        ref = self._reference
+        if ref is not None:
+            device = next(self.network.parameters()).device
+            if next(ref.parameters()).device != device:
+                ref.to(device)
+        return ref
+
+    def _needs(self, attribute: str) -> bool:
+        return any(bool(getattr(o, attribute, False)) for o in self.objectives)
+
+    def _require_reference(self) -> nn.Module:
+        ref = self.reference
+        if ref is None:
+            raise ValueError(
+                "an objective needs the reference policy: give RLTask(reference='copy', a zoo "
+                "name or a module)"
+            )
+        return ref
+
+    # ------------------------------------------------------------------ rollouts
+
+    def rollout(self, prompts: Tensor, targets: Tensor) -> tuple[Rollouts, Rollouts | None]:
+        """Sample, score and (as the objectives require) add reference log-probs and
+        reference samples; returns ``(rollouts, rehearsal or None)``."""
+        policy = self.network
+        sample = policy.sample(prompts, self.num_samples, self.temperature, self.top_k)
+        answers = targets[sample.group]
+        with torch.no_grad():
+            rewards = self.environment.reward(answers, sample.responses).float()
+        ref_logp = None
+        if self._needs("needs_reference"):
+            with torch.no_grad():
+                ref_logp = self._require_reference().log_probs(
+                    prompts, sample.responses, sample.group, self.temperature
+                )
+        rollouts = Rollouts(
+            prompts=prompts,
+            group=sample.group,
+            responses=sample.responses,
+            mask=sample.mask,
+            rewards=rewards,
+            logp=sample.logp,
+            old_logp=sample.logp.detach(),
+            ref_logp=ref_logp,
+            entropy=sample.entropy,
+            targets=answers,
+            temperature=self.temperature,
+        )
+        rehearsal = None
+        if self._needs("needs_rehearsal"):
+            with torch.no_grad():
+                old = self._require_reference().sample(
+                    prompts, self.num_samples, self.temperature, self.top_k
+                )
+                old_answers = targets[old.group]
+                old_rewards = self.environment.reward(old_answers, old.responses).float()
+            rehearsal = Rollouts(
+                prompts=prompts,
+                group=old.group,
+                responses=old.responses,
+                mask=old.mask,
+                rewards=old_rewards,
+                logp=policy.log_probs(prompts, old.responses, old.group, self.temperature),
+                old_logp=old.logp,
+                ref_logp=old.logp,
+                entropy=old.entropy,
+                targets=old_answers,
+                temperature=self.temperature,
+            )
+        return rollouts, rehearsal
+
+    # ------------------------------------------------------------------ steps
+
+    @staticmethod
+    def _unpack(batch: Any) -> tuple[Tensor, Tensor, Tensor | None]:
+        if len(batch) == 3:
+            return batch[0], batch[1], batch[2].bool()
+        return batch[0], batch[1], None
+
+    def warmup_loss(self, prompts: Tensor, targets: Tensor) -> Tensor:
+        """Teacher-forced mean token negative log-likelihood of the environment's answers."""
+        policy = self.network
+        tokens = self.environment.answer_tokens(targets, policy.max_length)
+        logp = policy.log_probs(prompts, tokens)
+        mask = _mask_of(policy, tokens)
+        return -masked_mean(logp, mask)
+
+    def training_step(self, batch: Any, batch_idx: int) -> Tensor | None:
+        prompts, targets, labelled = self._unpack(batch)
+        if self.global_step < self.warmup_steps:
+            if labelled is not None:
+                prompts, targets = prompts[labelled], targets[labelled]
+            if len(targets) == 0:
+                return None
+            loss = self.warmup_loss(prompts, targets)
+            self.log(
+                "train/warmup_nll",
+                loss.detach(),
+                on_step=True,
+                on_epoch=True,
+                batch_size=len(targets),
+            )
+            return loss
+        if labelled is not None:
+            prompts, targets = prompts[~labelled], targets[~labelled]
+        if len(targets) == 0:
+            return None
+        rollouts, rehearsal = self.rollout(prompts, targets)
+        extras: dict[str, Any] = {"rollouts": rollouts}
+        if rehearsal is not None:
+            extras["rehearsal"] = rehearsal
+        ctx = StepContext(
+            inputs=prompts,
+            targets=targets,
+            outputs=rollouts.logp,
+            network=self.network,
+            stage="train",
+            global_step=self.global_step,
+            epoch=self.current_epoch,
+            task=self,
+            extras=extras,
+        )
+        total = rollouts.logp.new_zeros((), dtype=torch.float32)
+        logs = self._rollout_logs(rollouts)
+        for objective in self.objectives:
+            loss, values = objective(ctx)
+            total = total + objective.weight * loss
+            logs[f"train/{objective.name}/loss"] = loss.detach()
+            for key, value in values.items():
+                logs[f"train/{objective.name}/{key}"] = torch.as_tensor(value).detach()
+        logs["train/loss"] = total.detach()
+        self.log_dict(logs, on_step=True, on_epoch=True, batch_size=len(targets))
+        return total
+
+    @staticmethod
+    def _rollout_logs(rollouts: Rollouts) -> dict[str, Tensor]:
+        logs = {
+            "train/reward": rollouts.rewards.mean(),
+            "train/length": rollouts.lengths.float().mean(),
+        }
+        if rollouts.entropy is not None:
+            logs["train/entropy"] = masked_mean(rollouts.entropy, rollouts.mask)
+        if rollouts.ref_logp is not None:
+            diff = rollouts.old_logp - rollouts.ref_logp
+            logs["train/kl_ref"] = sequence_sum(diff, rollouts.mask).mean()
+        return {k: v.detach() for k, v in logs.items()}
+
+    def _evaluate(self, batch: Any, metrics: nn.ModuleDict, prefix: str) -> None:
+        prompts, targets = batch[0], batch[1]
+        correct, rewards = correct_matrix(
+            self.network,
+            self.environment,
+            prompts,
+            targets,
+            self.eval_samples,
+            self.eval_temperature,
+        )
+        for k, metric in metrics.items():
+            metric.update(correct)
+            self.log(
+                f"{prefix}/pass@{k}",
+                metric,
+                on_epoch=True,
+                prog_bar=k == "1",
+                metric_attribute=f"{'val' if prefix == 'val' else 'test'}_pass.{k}",
+            )
+        self.log(f"{prefix}/reward", rewards.mean(), on_epoch=True, batch_size=len(targets))
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        self._evaluate(batch, self.val_pass, "val")
+
+    def test_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._evaluate(batch, self.test_pass, self.test_prefix(dataloader_idx))
+
+    def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> Tensor:
+        prompts = batch[0] if isinstance(batch, list | tuple) else batch
+        return self.network.sample(prompts, 1, self.eval_temperature).responses
+
+
+def _mask_of(policy: nn.Module, responses: Tensor) -> Tensor:
+    eos = getattr(policy, "EOS", None)
+    if eos is None:
+        return torch.ones_like(responses, dtype=torch.bool)
+    return response_mask(responses, eos)

@@ -1,0 +1,78 @@
+"""Policies: cached sampling against teacher forcing, temperature, top-k and padding."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from geozoo.rl import ClassifierPolicy, DigitSumPolicy, draw, response_mask
+
+
+def _policy(**kwargs) -> DigitSumPolicy:
+    torch.manual_seed(0)
+    defaults = {"dim": 32, "heads": 2, "layers": 2, "encoder_widths": (4, 8), "encoder": None}
+    return DigitSumPolicy(**{**defaults, **kwargs})
+
+
+def _images(b: int = 3, digits: int = 2) -> torch.Tensor:
+    return torch.rand(b, 1, 28, 28 * digits, generator=torch.Generator().manual_seed(1))
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.7])
+def test_cached_sampling_log_probs_equal_teacher_forcing(temperature):
+    policy = _policy()
+    x = _images()
+    sample = policy.sample(x, 5, temperature, generator=torch.Generator().manual_seed(2))
+    assert sample.responses.shape == (15, 3) and torch.equal(
+        sample.group, torch.arange(3).repeat_interleave(5)
+    )
+    forced = policy.log_probs(x, sample.responses, sample.group, temperature)
+    torch.testing.assert_close(sample.logp, forced, atol=1e-5, rtol=1e-5)
+    assert torch.equal(sample.mask, response_mask(sample.responses, policy.EOS))
+    # after end-of-sequence: padding, no log-prob, no entropy
+    assert bool((sample.responses[~sample.mask] == policy.PAD).all())
+    assert bool((sample.logp[~sample.mask] == 0).all())
+    assert bool((sample.entropy[~sample.mask] == 0).all())
+
+
+def test_sampling_carries_the_gradient_and_top1_is_greedy():
+    policy = _policy()
+    x = _images()
+    sample = policy.sample(x, 2)
+    sample.logp.sum().backward()
+    assert policy.head.weight.grad is not None and policy.head.weight.grad.abs().sum() > 0
+    assert all(p.grad is None for p in policy.backbone.parameters())  # frozen encoder
+    greedy = policy(x).argmax(-1)
+    top1 = policy.sample(x, 1, top_k=1).responses
+    mask = response_mask(top1, policy.EOS)
+    assert torch.equal(top1[mask], greedy[mask])
+
+
+def test_temperature_and_top_k_of_draw():
+    logits = torch.tensor([[2.0, 1.0, 0.0, -1.0]]).repeat(4000, 1)
+    token, logp, entropy = draw(logits, 0.5, top_k=2, generator=torch.Generator().manual_seed(0))
+    assert set(token.tolist()) == {0, 1}
+    expected = (logits / 0.5).log_softmax(-1)
+    torch.testing.assert_close(logp, expected.gather(-1, token[:, None])[:, 0])
+    torch.testing.assert_close(entropy, -(expected.exp() * expected).sum(-1))
+    share = float((token == 0).float().mean())
+    assert share == pytest.approx(1 / (1 + torch.e**-2), abs=0.03)  # renormalised over the top 2
+    with pytest.raises(ValueError, match="temperature"):
+        draw(logits, 0.0)
+
+
+def test_classifier_policy():
+    torch.manual_seed(0)
+    policy = ClassifierPolicy(torch.nn.Linear(5, 7))
+    x = torch.randn(4, 5)
+    sample = policy.sample(x, 3, temperature=2.0)
+    assert sample.responses.shape == (12, 1) and bool(sample.mask.all())
+    forced = policy.log_probs(x, sample.responses, sample.group, 2.0)
+    torch.testing.assert_close(sample.logp, forced)
+
+
+def test_digit_sum_policy_checks():
+    with pytest.raises(ValueError, match="max_length"):
+        DigitSumPolicy(num_digits=3, max_length=2, encoder=None)
+    with pytest.raises(ValueError, match="28"):
+        _policy()(torch.rand(2, 1, 28, 28))
