@@ -151,6 +151,16 @@ class DynamicReweighting(Objective):
         self.register_buffer("count", torch.zeros((), dtype=torch.long))
         self.register_buffer("weights", torch.ones(k, dtype=torch.float64))
 
+    @property
+    def needs_reference(self) -> bool:
+        """What the wrapped objectives ask of an RL task (reference log-probs)."""
+        return any(bool(getattr(o, "needs_reference", False)) for o in self.objectives)
+
+    @property
+    def needs_rehearsal(self) -> bool:
+        """What the wrapped objectives ask of an RL task (samples of the reference)."""
+        return any(bool(getattr(o, "needs_rehearsal", False)) for o in self.objectives)
+
     def check_network(self, network: nn.Module) -> None:
         for objective in self.objectives:
             objective.check_network(network)

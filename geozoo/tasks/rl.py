@@ -106,7 +106,7 @@ class RLTask(ObjectiveTask):
             from geozoo.zoo.factory import create_model
 
             reference = create_model(reference, pretrained=True)
-        self._reference_spec = reference
+        object.__setattr__(self, "_reference_spec", reference)  # a module stays unregistered
         object.__setattr__(
             self, "_reference", reference if isinstance(reference, nn.Module) else None
         )
@@ -146,6 +146,12 @@ class RLTask(ObjectiveTask):
         """Sample, score and (as the objectives require) add reference log-probs and
         reference samples; returns ``(rollouts, rehearsal or None)``."""
         policy = self.network
+        extras: dict[str, Any] = {}
+        for objective in self.objectives:  # e.g. VOGUE samples a share on perturbed images
+            hook = getattr(objective, "sampling_prompts", None)
+            if callable(hook):
+                prompts, more = hook(prompts, self.global_step)
+                extras.update(more)
         sample = policy.sample(prompts, self.num_samples, self.temperature, self.top_k)
         answers = targets[sample.group]
         with torch.no_grad():
@@ -168,6 +174,7 @@ class RLTask(ObjectiveTask):
             entropy=sample.entropy,
             targets=answers,
             temperature=self.temperature,
+            extras=extras,
         )
         rehearsal = None
         if self._needs("needs_rehearsal"):
