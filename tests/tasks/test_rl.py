@@ -94,3 +94,39 @@ def test_task_refuses_a_network_that_is_not_a_policy():
         RLTask(torch.nn.Linear(2, 2), ClassificationBandit())
     with pytest.raises(ValueError, match="eval_samples"):
         RLTask(ClassifierPolicy(torch.nn.Linear(2, 2)), ClassificationBandit(), eval_samples=4)
+
+
+@pytest.mark.parametrize(
+    ("recipe", "tiny"),
+    [
+        (
+            "configs/rl_digitsum_grpo.yaml",
+            [
+                "--model.init_args.network.init_args.pretrained_encoder=false",
+                "--model.init_args.warmup_steps=1",
+                "--data.init_args.train_prompts=64",
+                "--data.init_args.batch_size=16",
+            ],
+        ),
+        (
+            "configs/rl_mnist_bandit.yaml",
+            ["--model.init_args.warmup_steps=1", "--data.init_args.limit_train=128"],
+        ),
+    ],
+)
+def test_rl_recipes_train_through_the_cli(tmp_path, recipe, tiny):
+    from geozoo.cli import build_cli
+
+    cli = build_cli(
+        [
+            "fit",
+            "--config",
+            recipe,
+            *tiny,
+            "--trainer.fast_dev_run=2",
+            f"--trainer.default_root_dir={tmp_path}",
+        ]
+    )
+    metrics = cli.trainer.callback_metrics
+    assert cli.trainer.global_step == 2
+    assert "train/warmup_nll" in metrics and "train/reward" in metrics
