@@ -111,8 +111,9 @@ class APO(GRPO):
         correct_threshold: a response counts as correct when its reward is at least this (the
             code truncates the reward to an integer, so 1 for a correctness reward plus a
             format bonus below 1).
-        **grpo: the arguments of :class:`~geozoo.objectives.GRPO` (``beta`` is the paper's
-            ``kl_coef``; its default 1e-3 here is the paper's ``init_kl_coef``).
+        divergence, estimator, beta: as in :class:`~geozoo.objectives.GRPO`, with the paper's
+            defaults: reverse KL by k3, ``beta = 1e-3`` (its ``init_kl_coef``).
+        **grpo: the other arguments of :class:`~geozoo.objectives.GRPO`.
 
     Logs GRPO's values plus ``dads_weight`` (mean over positive samples), ``stcr_scale``
     (mean over negative samples) and ``difficulty``.
@@ -126,11 +127,12 @@ class APO(GRPO):
         stcr: bool = True,
         stcr_base: float = 1.00001,
         correct_threshold: float = 1.0,
+        divergence: str = "reverse_kl",
+        estimator: Literal["k1", "k2", "k3"] = "k3",
+        beta: float = 1e-3,
         **grpo: Any,
     ) -> None:
-        grpo.setdefault("divergence", "reverse_kl")
-        grpo.setdefault("beta", 1e-3)
-        super().__init__(**grpo)
+        super().__init__(divergence=divergence, estimator=estimator, beta=beta, **grpo)
         if dads and (self.divergence != "reverse_kl" or self.estimator == "k1"):
             raise ValueError(
                 "DADS weights the reverse-KL loss term: use divergence='reverse_kl' with "

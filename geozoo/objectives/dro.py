@@ -105,7 +105,7 @@ class KLDRO(Objective):
 
     def __init__(
         self,
-        objective: Objective | PerSampleLoss,
+        objective: nn.Module | PerSampleLoss,
         r: float = 1.0,
         weight: float = 1.0,
         name: str | None = None,

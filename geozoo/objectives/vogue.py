@@ -52,22 +52,23 @@ Perturbation = Callable[[Tensor], Tensor]
 _OTHER, _FLAGS, _UNCERTAINTY = "vogue_other_prompts", "vogue_perturbed", "vogue_uncertainty"
 
 
-class GaussianNoise:
+class GaussianNoise(nn.Module):
     """Additive Gaussian pixel noise ``x + std * N(0, 1)``, clamped to ``clamp`` (images in
     [0, 1] stay in range).  The default perturbation of :class:`VOGUE`."""
 
     def __init__(self, std: float = 0.1, clamp: tuple[float, float] | None = (0.0, 1.0)) -> None:
+        super().__init__()
         if not (isinstance(std, int | float) and std >= 0 and math.isfinite(std)):
             raise ValueError(f"std must be a non-negative finite number, got {std!r}")
         self.std = float(std)
-        self.clamp = clamp
+        self.clamp = None if clamp is None else (float(clamp[0]), float(clamp[1]))
 
-    def __call__(self, prompts: Tensor) -> Tensor:
+    def forward(self, prompts: Tensor) -> Tensor:
         noisy = prompts + self.std * torch.randn_like(prompts)
         return noisy.clamp(*self.clamp) if self.clamp is not None else noisy
 
-    def __repr__(self) -> str:
-        return f"GaussianNoise(std={self.std}, clamp={self.clamp})"
+    def extra_repr(self) -> str:
+        return f"std={self.std}, clamp={self.clamp}"
 
 
 def symmetric_kl_estimate(logp_a: Tensor, logp_b: Tensor, clip: float = 20.0) -> Tensor:
@@ -107,7 +108,7 @@ class VOGUE(GRPO):
 
     def __init__(
         self,
-        perturbation: Perturbation | None = None,
+        perturbation: nn.Module | Perturbation | None = None,
         uncertainty_coef: float = 0.5,
         entropy_coef: float = 0.1,
         bonus_clip: float | None = 2.0,

@@ -100,3 +100,28 @@ def test_salsa_soup_is_the_reference_policy():
     rollouts, _ = task.rollout(images, sums)
     expected = soup.module.log_probs(images, rollouts.responses, rollouts.group)
     assert torch.allclose(rollouts.ref_logp, expected)
+
+
+@pytest.mark.parametrize(
+    "recipe", ["configs/rl_digitsum_apo.yaml", "configs/rl_digitsum_vogue.yaml"]
+)
+def test_recipes_train_through_the_cli(tmp_path, recipe):
+    from geozoo.cli import build_cli
+
+    cli = build_cli(
+        [
+            "fit",
+            "--config",
+            recipe,
+            "--model.init_args.network.init_args.pretrained_encoder=false",
+            "--model.init_args.warmup_steps=1",
+            "--data.init_args.train_prompts=64",
+            "--data.init_args.batch_size=16",
+            "--trainer.fast_dev_run=2",
+            f"--trainer.default_root_dir={tmp_path}",
+        ]
+    )
+    metrics = cli.trainer.callback_metrics
+    assert cli.trainer.global_step == 2
+    name = "apo" if "apo" in recipe else "vogue"
+    assert "train/reward" in metrics and f"train/{name}/loss" in metrics
