@@ -7,6 +7,7 @@ from geozoo.nets.equivariant_mlp import EquivariantMLP, PlainMLP
 from geozoo.nets.steerable import SteerableCNN
 from geozoo.nets.students import cnn_mnist_tiny
 from geozoo.nets.transformer import PatchTransformer
+from geozoo.rl.zoo_entry import digitsum_grpo_mnist
 
 __all__ = [
     "AffConvNet",
@@ -18,4 +19,5 @@ __all__ = [
     "PlainMLP",
     "SteerableCNN",
     "cnn_mnist_tiny",
+    "digitsum_grpo_mnist",
 ]

@@ -28,7 +28,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from geozoo.nets.cnn import PlainCNN
 from geozoo.nn.checks import check_images
 from geozoo.rl.rollouts import group_ids
 
@@ -195,6 +194,8 @@ class DigitSumPolicy(nn.Module):
         self.num_digits = num_digits
         self.max_length = max_length
         self.freeze_encoder = freeze_encoder
+        from geozoo.nets.cnn import PlainCNN  # here: geozoo.nets registers this module's entry
+
         self.backbone = PlainCNN(1, 10, tuple(encoder_widths), (40, 40), dropout=0.0)
         if encoder is not None and pretrained_encoder:
             from geozoo.zoo.factory import create_model

@@ -28,7 +28,7 @@ from geozoo.objectives.base import Objective, StepContext
 from geozoo.objectives.grpo import GRPO
 from geozoo.rl.environments import Environment
 from geozoo.rl.evaluation import correct_matrix
-from geozoo.rl.policies import response_mask
+from geozoo.rl.policies import Sample, response_mask
 from geozoo.rl.rollouts import Rollouts, masked_mean, sequence_sum
 from geozoo.tasks.base import ObjectiveTask, default_adam
 
@@ -153,51 +153,51 @@ class RLTask(ObjectiveTask):
                 prompts, more = hook(prompts, self.global_step)
                 extras.update(more)
         sample = policy.sample(prompts, self.num_samples, self.temperature, self.top_k)
-        answers = targets[sample.group]
-        with torch.no_grad():
-            rewards = self.environment.reward(answers, sample.responses).float()
         ref_logp = None
         if self._needs("needs_reference"):
             with torch.no_grad():
                 ref_logp = self._require_reference().log_probs(
                     prompts, sample.responses, sample.group, self.temperature
                 )
-        rollouts = Rollouts(
-            prompts=prompts,
-            group=sample.group,
-            responses=sample.responses,
-            mask=sample.mask,
-            rewards=rewards,
-            logp=sample.logp,
-            old_logp=sample.logp.detach(),
-            ref_logp=ref_logp,
-            entropy=sample.entropy,
-            targets=answers,
-            temperature=self.temperature,
-            extras=extras,
+        rollouts = self._score(
+            prompts, targets, sample, sample.logp, sample.logp.detach(), ref_logp
         )
+        rollouts.extras.update(extras)
         rehearsal = None
         if self._needs("needs_rehearsal"):
             with torch.no_grad():
                 old = self._require_reference().sample(
                     prompts, self.num_samples, self.temperature, self.top_k
                 )
-                old_answers = targets[old.group]
-                old_rewards = self.environment.reward(old_answers, old.responses).float()
-            rehearsal = Rollouts(
-                prompts=prompts,
-                group=old.group,
-                responses=old.responses,
-                mask=old.mask,
-                rewards=old_rewards,
-                logp=policy.log_probs(prompts, old.responses, old.group, self.temperature),
-                old_logp=old.logp,
-                ref_logp=old.logp,
-                entropy=old.entropy,
-                targets=old_answers,
-                temperature=self.temperature,
-            )
+            logp = policy.log_probs(prompts, old.responses, old.group, self.temperature)
+            rehearsal = self._score(prompts, targets, old, logp, old.logp, old.logp)
         return rollouts, rehearsal
+
+    def _score(
+        self,
+        prompts: Tensor,
+        targets: Tensor,
+        sample: Sample,
+        logp: Tensor,
+        old_logp: Tensor,
+        ref_logp: Tensor | None,
+    ) -> Rollouts:
+        answers = targets[sample.group]
+        with torch.no_grad():
+            rewards = self.environment.reward(answers, sample.responses).float()
+        return Rollouts(
+            prompts=prompts,
+            group=sample.group,
+            responses=sample.responses,
+            mask=sample.mask,
+            rewards=rewards,
+            logp=logp,
+            old_logp=old_logp,
+            ref_logp=ref_logp,
+            entropy=sample.entropy,
+            targets=answers,
+            temperature=self.temperature,
+        )
 
     # ------------------------------------------------------------------ steps
 
