@@ -142,15 +142,19 @@ class RLTask(ObjectiveTask):
 
     # ------------------------------------------------------------------ rollouts
 
-    def rollout(self, prompts: Tensor, targets: Tensor) -> tuple[Rollouts, Rollouts | None]:
+    def rollout(
+        self, prompts: Tensor, targets: Tensor, step: int | None = None
+    ) -> tuple[Rollouts, Rollouts | None]:
         """Sample, score and (as the objectives require) add reference log-probs and
-        reference samples; returns ``(rollouts, rehearsal or None)``."""
+        reference samples; returns ``(rollouts, rehearsal or None)``.  ``step`` (default: the
+        trainer's global step) is what objectives with a sampling schedule see."""
         policy = self.network
+        step = self.global_step if step is None else step
         extras: dict[str, Any] = {}
         for objective in self.objectives:  # e.g. VOGUE samples a share on perturbed images
             hook = getattr(objective, "sampling_prompts", None)
             if callable(hook):
-                prompts, more = hook(prompts, self.global_step)
+                prompts, more = hook(prompts, step)
                 extras.update(more)
         sample = policy.sample(prompts, self.num_samples, self.temperature, self.top_k)
         ref_logp = None
