@@ -113,7 +113,7 @@ def test_bad_arguments():
         APO(dads_form="linear")
 
 
-def test_apo_raises_expected_reward_on_a_toy_bandit():
+def test_apo_raises_expected_reward_on_a_toy_bandit(bandit_rollouts):
     """Tabular softmax policy over 4 contexts x 6 actions (action 5 always right), with a
     reverse-KL anchor to the uniform reference weighted by DADS."""
     torch.manual_seed(0)
@@ -133,15 +133,9 @@ def test_apo_raises_expected_reward_on_a_toy_bandit():
         actions = actions.reshape(-1, 1)
         group = group_ids(4, 8)
         logp = logits.log_softmax(-1)[group, actions[:, 0]][:, None]
-        rollouts = Rollouts(
-            prompts=torch.arange(4),
-            group=group,
-            responses=actions,
-            mask=torch.ones_like(actions, dtype=torch.bool),
-            rewards=reward_table[group, actions[:, 0]],
-            logp=logp,
-            old_logp=logp.detach(),
-            ref_logp=torch.full_like(logp, -math.log(6)).detach(),
+        ref_logp = torch.full_like(logp, -math.log(6)).detach()
+        rollouts = bandit_rollouts(
+            torch.arange(4), group, actions, reward_table, logp, ref_logp=ref_logp
         )
         optimizer.zero_grad()
         objective(_ctx(rollouts)).loss.backward()

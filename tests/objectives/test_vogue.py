@@ -178,7 +178,7 @@ def test_errors():
         VOGUE(perturbation=lambda x: x[:1]).sampling_prompts(torch.rand(3, 4), 0)
 
 
-def test_vogue_raises_expected_reward_on_a_toy_contextual_bandit():
+def test_vogue_raises_expected_reward_on_a_toy_contextual_bandit(bandit_rollouts):
     """4 one-hot contexts x 5 actions, a linear policy; a share of the prompts is sampled on
     noisy contexts through sampling_prompts, as an RL task does."""
     torch.manual_seed(0)
@@ -202,16 +202,8 @@ def test_vogue_raises_expected_reward_on_a_toy_contextual_bandit():
         actions = torch.multinomial(probs, 8, True, generator=gen).reshape(-1, 1)
         logp = policy.log_probs(sampled, actions, group)
         entropy = -(probs * probs.log()).sum(-1)[group][:, None]
-        rollouts = Rollouts(
-            prompts=sampled,
-            group=group,
-            responses=actions,
-            mask=torch.ones_like(actions, dtype=torch.bool),
-            rewards=reward_table[group, actions[:, 0]],
-            logp=logp,
-            old_logp=logp.detach(),
-            entropy=entropy,
-            extras=extras,
+        rollouts = bandit_rollouts(
+            sampled, group, actions, reward_table, logp, entropy=entropy, extras=extras
         )
         optimizer.zero_grad()
         vogue(_ctx(policy, rollouts)).loss.backward()
