@@ -161,6 +161,16 @@ class DynamicReweighting(Objective):
         """What the wrapped objectives ask of an RL task (samples of the reference)."""
         return any(bool(getattr(o, "needs_rehearsal", False)) for o in self.objectives)
 
+    def sampling_prompts(self, prompts: Any, step: int) -> tuple[Any, dict[str, Any]]:
+        """The wrapped objectives' sampling hooks (e.g. VOGUE's), applied in order."""
+        extras: dict[str, Any] = {}
+        for objective in self.objectives:
+            hook = getattr(objective, "sampling_prompts", None)
+            if callable(hook):
+                prompts, more = hook(prompts, step)
+                extras.update(more)
+        return prompts, extras
+
     def check_network(self, network: nn.Module) -> None:
         for objective in self.objectives:
             objective.check_network(network)

@@ -88,6 +88,15 @@ def test_vogue_share_reaches_the_task_rollouts():
     assert torch.equal(rollouts.extras["vogue_other_prompts"], images)
 
 
+def test_recap_forwards_the_sampling_hook_of_a_wrapped_vogue():
+    vogue = VOGUE(share_start=1.0, share_end=1.0, anneal_steps=0)
+    recap = DynamicReweighting([GRPO(name="grpo"), vogue], window=4)
+    task = RLTask(_policy(), DigitSumEnvironment(), [recap], num_samples=2)
+    images, sums = next(iter(_batches()[0]))
+    rollouts, _ = task.rollout(images, sums, step=3)
+    assert bool(rollouts.extras["vogue_perturbed"].all())
+
+
 def test_salsa_soup_is_the_reference_policy():
     L.seed_everything(0)
     a, b = _policy(1), _policy(2)
