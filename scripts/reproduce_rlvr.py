@@ -33,6 +33,7 @@ Usage::
     python scripts/reproduce_rlvr.py --quick             # 1 seed, short runs
     python scripts/reproduce_rlvr.py --divergences reverse_kl --methods apo vogue salsa
     python scripts/reproduce_rlvr.py --table results.json   # print the table of a finished run
+    python scripts/reproduce_rlvr.py --table a.json b.json  # runs of the same seeds, merged
 """
 
 from __future__ import annotations
@@ -249,6 +250,21 @@ def table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def merge(runs: list[list[dict]]) -> list[dict]:
+    """Per seed, the rows of several runs with the same settings; their warm-ups must agree
+    (the warm-up is seeded, so a mismatch means different settings)."""
+    merged = {r["seed"]: copy.deepcopy(r) for r in runs[0]}
+    for run in runs[1:]:
+        for r in run:
+            if r["seed"] not in merged:
+                raise ValueError(f"seed {r['seed']} is missing from the first run")
+            first = merged[r["seed"]]
+            if first["warmup"]["test"]["pass@1"] != r["warmup"]["test"]["pass@1"]:
+                raise ValueError(f"seed {r['seed']}: the runs' warm-ups differ (other settings?)")
+            first["rl"].update(r["rl"])
+    return [merged[seed] for seed in sorted(merged)]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -265,10 +281,12 @@ def main() -> None:
     parser.add_argument("--rl-lr", type=float, default=1e-3)
     parser.add_argument("--out", type=Path, default=Path("rlvr_results.json"))
     parser.add_argument("--quick", action="store_true", help="1 seed, 40 + 20 steps")
-    parser.add_argument("--table", type=Path, default=None, help="print the table of a JSON")
+    parser.add_argument(
+        "--table", type=Path, nargs="+", default=None, help="print the table of JSON results"
+    )
     args = parser.parse_args()
     if args.table is not None:
-        print(table(json.loads(args.table.read_text())["results"]))
+        print(table(merge([json.loads(p.read_text())["results"] for p in args.table])))
         return
     torch.set_num_threads(1)
     if args.quick:
