@@ -31,7 +31,8 @@ Usage::
 
     python scripts/reproduce_rlvr.py                     # 3 seeds (about 20 min on 1 CPU)
     python scripts/reproduce_rlvr.py --quick             # 1 seed, short runs
-    python scripts/reproduce_rlvr.py --divergences reverse_kl --methods apo vogue salsa
+    python scripts/reproduce_rlvr.py --digits 3 --rl-steps 200   # the harder task
+    python scripts/reproduce_rlvr.py --divergences --methods apo vogue salsa   # issue 18's
     python scripts/reproduce_rlvr.py --table results.json   # print the table of a finished run
     python scripts/reproduce_rlvr.py --table a.json b.json  # runs of the same seeds, merged
 """
@@ -168,13 +169,13 @@ def rl_run(policy, env, objectives, reference, data, seed: int, args) -> dict:
 
 def run_seed(seed: int, args: argparse.Namespace) -> dict:
     torch.manual_seed(seed)
-    data = DigitSumDataModule(**DATA, seed=seed)
+    data = DigitSumDataModule(**{**DATA, "num_digits": args.digits}, seed=seed)
     data.setup()
     images, sums, labelled = data.datasets["train"][:]
     test_images, test_sums = data.datasets["test_clean"][:]
     val_images, val_sums = data.datasets["val"][:]
     env = DigitSumEnvironment()
-    policy = DigitSumPolicy(**POLICY)
+    policy = DigitSumPolicy(**{**POLICY, "num_digits": args.digits})
     initial = copy.deepcopy(policy.state_dict())
     generator = torch.Generator().manual_seed(seed)
 
@@ -272,6 +273,7 @@ def main() -> None:
     parser.add_argument(
         "--methods", nargs="*", default=[], choices=sorted(METHOD_LABELS), help="more objectives"
     )
+    parser.add_argument("--digits", type=int, default=2, help="digits per image (2 or 3)")
     parser.add_argument("--warmup-steps", type=int, default=300)
     parser.add_argument("--rl-steps", type=int, default=150)
     parser.add_argument("--batch-size", type=int, default=32)

@@ -29,6 +29,7 @@ importance sampling over the group.  The baseline is a registered buffer (checkp
 from __future__ import annotations
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -226,12 +227,21 @@ class FDPG(Objective):
             advantage = log_w.exp() * (rewards - baseline)
         loss = -(advantage * logp).mean()
         if ctx.stage == "train":
-            with torch.no_grad():
-                m = self.baseline_momentum if bool(self.baseline_initialised) else 0.0
-                self.baseline.mul_(m).add_((1.0 - m) * rewards.mean().to(self.baseline.dtype))
-                self.baseline_initialised.fill_(True)
+            self._update_baseline(rewards)
         logs = {"pseudo_reward": as_scalar(rewards.mean()), "baseline": as_scalar(self.baseline)}
         return ObjectiveOutput(loss, logs)
+
+    @torch.no_grad()
+    def _update_baseline(self, rewards: Tensor) -> None:
+        """Move the baseline toward the batch's mean pseudo-reward, averaged over DDP ranks (so
+        every rank keeps the same baseline)."""
+        stats = torch.stack([rewards.sum(), torch.tensor(float(rewards.numel()))]).double()
+        if dist.is_available() and dist.is_initialized():
+            dist.all_reduce(stats)
+        mean = (stats[0] / stats[1].clamp_min(1)).to(self.baseline.dtype)
+        m = self.baseline_momentum if bool(self.baseline_initialised) else 0.0
+        self.baseline.mul_(m).add_((1.0 - m) * mean)
+        self.baseline_initialised.fill_(True)
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, divergence={self.divergence!r}, tau={self.tau}"

@@ -71,8 +71,8 @@ def digit_sum_metrics(
     model: nn.Module, loaders: Mapping[str, DataLoader], num_classes: int = 0
 ) -> dict[str, float]:
     """The zoo metrics of a digit-sum policy: pass@1 and pass@8 (percent) from 8 samples per
-    held-out prompt at temperature 1 (seed 0), and greedy accuracy; ``num_classes`` is
-    ignored."""
+    held-out prompt at temperature 1 (seed 0), and ``acc``, the greedy decode's exact-answer
+    accuracy (percent); ``num_classes`` is ignored."""
     environment = DigitSumEnvironment()
     results: dict[str, float] = {}
     for name, loader in loaders.items():
@@ -86,5 +86,5 @@ def digit_sum_metrics(
                 greedy = model(prompts).argmax(-1)
                 hits += int(environment.correct(targets, greedy).sum())
                 count += len(targets)
-        results[f"{name}/greedy_acc"] = round(100.0 * hits / max(count, 1), 2)
+        results[f"{name}/acc"] = round(100.0 * hits / max(count, 1), 2)
     return results

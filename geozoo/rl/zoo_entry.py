@@ -29,6 +29,8 @@ DIGIT_SUM_ENTRY = PretrainedCfg(
     metrics=digit_sum_metrics,
     primary_metric="clean/pass@1",
     export=_publish,
+    description="Digit-sum policy (zoo cnn_mnist encoder, 2 x 64 causal decoder) after "
+    "supervised warm-up and GRPO with a reverse-KL (k3) penalty.",
     data_description="Prompts of two MNIST digits side by side whose answer is their sum "
     "(geozoo.rl.DigitSumDataModule, offline digits; held-out prompts use only the 1,000 "
     "held-out digits).",

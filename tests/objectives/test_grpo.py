@@ -304,3 +304,13 @@ def test_grpo_raises_expected_reward_on_a_toy_bandit():
         optimizer.step()
     assert start < 0.75
     assert expected_reward() > 0.97
+
+
+@pytest.mark.parametrize(("logp_value", "dtype"), [(-1e4, torch.float32), (-2.0, torch.bfloat16)])
+def test_kdrl_finite(logp_value, dtype):
+    rollouts = _rollouts(logp_value, dtype)
+    teacher = _TablePolicy(torch.tensor([[30.0, -30.0, 0.0, 1.0]]).repeat(5, 1))
+    loss, logs = KDRL(teacher, kd_estimator="k3", divergence="reverse_kl")(_ctx(rollouts))
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(rollouts.logp.grad).all()
+    assert all(torch.isfinite(v).all() for v in logs.values())

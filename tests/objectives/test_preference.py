@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import math
+import os
+import socket
+import tempfile
 
 import pytest
 import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
 import torch.nn.functional as F
 
 from geozoo.objectives import FDPG, FDPO, StepContext
@@ -137,3 +142,33 @@ def test_fdpg_baseline_is_a_moving_average_buffer():
     assert float(fdpg.baseline) == pytest.approx(
         0.5 * r0 + 0.5 * float(fdpg.pseudo_rewards(second).mean())
     )
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ddp_worker(rank: int, world: int, port: int, path: str) -> None:
+    os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"] = "127.0.0.1", str(port)
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    fdpg = FDPG(divergence="js", baseline_momentum=0.5)
+    rewards = []
+    for step in range(2):
+        rollouts = _rollouts(seed=10 * rank + step)  # different samples on each rank
+        fdpg(_ctx(rollouts))
+        rewards.append(fdpg.pseudo_rewards(rollouts))
+    torch.save({"baseline": fdpg.baseline, "rewards": rewards}, os.path.join(path, f"{rank}.pt"))
+    dist.destroy_process_group()
+
+
+def test_fdpg_baseline_is_identical_on_two_gloo_ranks():
+    with tempfile.TemporaryDirectory() as path:
+        mp.spawn(_ddp_worker, args=(2, _free_port(), path), nprocs=2, join=True)
+        r0, r1 = (torch.load(os.path.join(path, f"{r}.pt")) for r in (0, 1))
+    assert not torch.equal(r0["rewards"][0], r1["rewards"][0])
+    assert torch.equal(r0["baseline"], r1["baseline"])
+    first = float(torch.cat([r0["rewards"][0], r1["rewards"][0]]).mean())
+    second = float(torch.cat([r0["rewards"][1], r1["rewards"][1]]).mean())
+    assert float(r0["baseline"]) == pytest.approx(0.5 * first + 0.5 * second, abs=1e-6)
