@@ -237,11 +237,12 @@ def table(results: list[dict]) -> str:
         p8 = [pick(r)["test"]["pass@8"] for r in results]
         d1 = [a - r["warmup"]["test"]["pass@1"] for a, r in zip(p1, results)]
         d8 = [a - r["warmup"]["test"]["pass@8"] for a, r in zip(p8, results)]
-        length = [pick(r)["test"].get("length", float("nan")) for r in results]
+        length = [pick(r)["test"].get("length") for r in results]  # absent in older runs
         delta = label != "warm-up (before RL)"
+        mean_length = _cell(length, 2) if None not in length else "-"
         return (
             f"| {label} | {_cell(p1)} | {_cell(p8)} | {_cell(d1) if delta else ''} | "
-            f"{_cell(d8) if delta else ''} | {_cell(length, 2)} | {len(results)} |"
+            f"{_cell(d8) if delta else ''} | {mean_length} | {len(results)} |"
         )
 
     lines.append(row("warm-up (before RL)", lambda r: r["warmup"]))
