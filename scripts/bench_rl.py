@@ -7,9 +7,9 @@ Prints, in one run (so machine load cancels in the ratios), for the digit-sum po
 * supervised: teacher-forced negative log-likelihood of the ``B * G`` responses (one forward,
   one backward, one optimizer step);
 * GRPO steps as :class:`geozoo.tasks.RLTask` runs them (sampling ``G`` responses per prompt
-  with the key/value cache and the gradient on, verifier, reference log-probs where needed,
-  loss, backward, optimizer step), for the divergence choices none, reverse KL (k3) and JS
-  (DPH-RL, which also samples the reference and scores its samples);
+  with the key/value cache and the gradient on, verifier, log-probs of the frozen reference
+  copy where needed, loss, backward, optimizer step), for the divergence choices none, reverse
+  KL (k3) and JS (DPH-RL, which also samples the reference and scores its samples);
 
 each as the median of ``--repeats`` timed steps after warm-up steps, and the ratio to the
 supervised step (the issue's budget: GRPO <= 1.5x).  Then the sampler's cost per token for
@@ -78,7 +78,7 @@ def bench_steps(prompts: int, group: int, repeats: int) -> None:
         ("GRPO + reverse KL (k3)", GRPO(divergence="reverse_kl", estimator="k3", beta=0.1)),
         ("GRPO + JS (DPH-RL, reference samples)", GRPO(divergence="js", beta=0.1)),
     ):
-        task = RLTask(policy, env, [objective], num_samples=group, reference=_policy())
+        task = RLTask(policy, env, [objective], num_samples=group, reference="copy")
 
         def grpo_step(task=task, objective=objective) -> None:
             rollouts, rehearsal = task.rollout(images, sums)

@@ -201,8 +201,8 @@ class DigitSumPolicy(nn.Module):
             from geozoo.zoo.factory import create_model
 
             self.backbone.load_state_dict(create_model(encoder, pretrained=True).state_dict())
-        if freeze_encoder:
-            self.backbone.requires_grad_(False)
+        if freeze_encoder:  # fixed weights and batch-norm statistics, from construction on
+            self.backbone.requires_grad_(False).eval()
         self.slot_proj = nn.Linear(encoder_widths[-1], dim)
         self.embed = nn.Embedding(13, dim)
         self.position = nn.Parameter(torch.zeros(num_digits + 1 + max_length, dim))
@@ -228,7 +228,9 @@ class DigitSumPolicy(nn.Module):
         # encoder's 40x40 frame, for half the cost of padding back to it
         slots = slots.reshape(b * self.num_digits, 1, 28, 28)
         net = self.backbone
-        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze_encoder):
+        if self.freeze_encoder:
+            features = _frozen_features(net, images, slots)
+        else:
             features = net.features((slots - net.mean) / net.std).mean((-2, -1))
         return self.slot_proj(features).reshape(b, self.num_digits, -1)
 
@@ -315,6 +317,26 @@ class DigitSumPolicy(nn.Module):
             logits, caches = self._run(self.embed(token)[:, None], self.num_digits + 1 + t, caches)
             outputs.append(logits[:, -1])
         return torch.stack(outputs, 1)
+
+
+#: The last encoding by a frozen encoder: ``(images, encoder, versions, features)``.
+_LAST_FROZEN: list[tuple[Tensor, nn.Module, tuple[int, ...], Tensor]] = []
+
+
+@torch.no_grad()
+def _frozen_features(net: nn.Module, images: Tensor, slots: Tensor) -> Tensor:
+    """Pooled features of a frozen encoder, reused when the same encoder object reads the same
+    unchanged images tensor again: an RL step encodes its prompts for the policy and for the
+    reference (which shares the policy's frozen modules, see ``RLTask.reference``) once.  The
+    entry holds its tensors, so the identity checks cannot match a recycled object."""
+    versions = (images._version, *(p._version for p in net.parameters()))
+    if _LAST_FROZEN:
+        last_images, last_net, last_versions, features = _LAST_FROZEN[0]
+        if last_images is images and last_net is net and last_versions == versions:
+            return features
+    features = net.features((slots - net.mean) / net.std).mean((-2, -1))
+    _LAST_FROZEN[:] = [(images, net, versions, features)]
+    return features
 
 
 def response_mask(responses: Tensor, eos: int) -> Tensor:

@@ -51,7 +51,8 @@ class RLTask(ObjectiveTask):
         objectives: the RL objectives (default ``[GRPO()]``).
         num_samples: ``G``, responses per prompt.
         temperature, top_k: sampling settings (log-probs are those of the tempered policy).
-        reference: ``"copy"`` (a frozen copy of the policy as it is at the first RL step), the
+        reference: ``"copy"`` (a frozen copy of the policy as it is at the first RL step, which
+            shares the policy's already-frozen modules instead of copying them), the
             name of a zoo entry (``create_model(name, pretrained=True)``), a module, or ``None``.
             It is not a submodule: it is neither trained nor saved in checkpoints.
         warmup_steps: optimizer steps of supervised warm-up (teacher-forced negative
@@ -119,7 +120,14 @@ class RLTask(ObjectiveTask):
     def reference(self) -> nn.Module | None:
         """The frozen reference policy (made on first use for ``reference="copy"``)."""
         if self._reference is None and self._reference_spec == "copy":
-            frozen = copy.deepcopy(self.network).eval().requires_grad_(False)
+            # modules that are frozen already (e.g. a frozen encoder) never change: share them
+            shared = {
+                id(m): m
+                for m in self.network.modules()
+                if any(True for _ in m.parameters())
+                and not any(p.requires_grad for p in m.parameters())
+            }
+            frozen = copy.deepcopy(self.network, shared).eval().requires_grad_(False)
             object.__setattr__(self, "_reference", frozen)
         ref = self._reference
         if ref is not None:

@@ -76,3 +76,14 @@ def test_digit_sum_policy_checks():
         DigitSumPolicy(num_digits=3, max_length=2, encoder=None)
     with pytest.raises(ValueError, match="28"):
         _policy()(torch.rand(2, 1, 28, 28))
+
+
+def test_frozen_encoder_keeps_its_batch_norm_statistics():
+    policy = _policy()
+    before = {k: v.clone() for k, v in policy.backbone.state_dict().items()}
+    policy.sample(_images(), 2)  # a freshly built policy, never put in train() or eval()
+    policy.train()
+    policy.log_probs(_images(), torch.full((3, 1), policy.EOS))
+    assert not policy.backbone.training
+    for key, value in policy.backbone.state_dict().items():
+        assert torch.equal(value, before[key]), key

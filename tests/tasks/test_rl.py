@@ -130,3 +130,20 @@ def test_rl_recipes_train_through_the_cli(tmp_path, recipe, tiny):
     metrics = cli.trainer.callback_metrics
     assert cli.trainer.global_step == 2
     assert "train/warmup_nll" in metrics and "train/reward" in metrics
+
+
+def test_reference_copy_shares_the_frozen_encoder_and_encodes_once():
+    policy = _tiny_policy()
+    task = RLTask(policy, DigitSumEnvironment(), [GRPO(divergence="reverse_kl")], num_samples=3)
+    reference = task.reference
+    assert reference.backbone is policy.backbone  # frozen: shared, not copied
+    assert reference.slot_proj is not policy.slot_proj  # trainable: copied
+    calls = []
+    policy.backbone.features.register_forward_hook(lambda *args: calls.append(1))
+    train, _ = _digit_batches()
+    images, sums, _ = next(iter(train))
+    rollouts, _ = task.rollout(images, sums)
+    assert len(calls) == 1  # the policy's sampling and the reference's scoring share it
+    with torch.no_grad():
+        unshared = _tiny_policy().log_probs(images.clone(), rollouts.responses, rollouts.group)
+    torch.testing.assert_close(rollouts.ref_logp, unshared)
