@@ -123,8 +123,10 @@ def best_of_n_probs(ref_probs: Tensor, rewards: Tensor, n: int) -> Tensor:
         raise ValueError(f"ref_probs must have shape (..., C) with C >= 1, got {ref_probs.shape}")
     dtype = torch.float64 if ref_probs.dtype == torch.float64 else torch.float32
     p = ref_probs.to(dtype)
-    if (p < 0).any() or not torch.allclose(p.sum(-1), p.new_ones(()), atol=1e-4):
+    atol = max(1e-4, 10 * torch.finfo(ref_probs.dtype).eps)  # bf16/fp16 inputs round more
+    if (p < 0).any() or not torch.allclose(p.sum(-1), p.new_ones(()), atol=atol):
         raise ValueError("ref_probs must be non-negative and sum to 1 over the last axis")
+    p = p / p.sum(-1, keepdim=True)  # exactly normalised (inputs may be rounded)
     r = torch.broadcast_to(rewards.to(dtype), p.shape)
     # same[..., y, z] = 1 when labels y and z have the same reward, above[..] when r_z > r_y
     same = (r.unsqueeze(-1) == r.unsqueeze(-2)).to(dtype)
@@ -152,6 +154,7 @@ def best_of_n_kl(ref_probs: Tensor, rewards: Tensor, n: int) -> Tensor:
     """
     bon = best_of_n_probs(ref_probs, rewards, n)
     p = ref_probs.to(bon.dtype)
+    p = p / p.sum(-1, keepdim=True)
     log_ratio = torch.where(
         bon > 0,
         bon.clamp_min(torch.finfo(bon.dtype).tiny).log()

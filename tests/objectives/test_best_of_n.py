@@ -112,3 +112,11 @@ def test_accurate_for_rare_top_labels_in_float32():
     expected = 1.0 - (1.0 - 1e-7) ** 4
     assert got[1].item() == pytest.approx(expected, rel=1e-4)
     assert torch.isfinite(best_of_n_kl(p, torch.tensor([0.0, 1.0]), 4))
+
+
+def test_low_precision_inputs():
+    p = torch.tensor([0.1, 0.2, 0.3, 0.4]).to(torch.bfloat16)
+    rewards = torch.tensor([1.0, -1e4, 1.0, 3.0], dtype=torch.bfloat16)
+    kl = best_of_n_kl(p, rewards, 8)
+    exact = best_of_n_kl(p.double() / p.double().sum(), rewards.double(), 8)
+    assert torch.isfinite(kl) and kl.item() == pytest.approx(exact.item(), rel=1e-3)

@@ -180,3 +180,14 @@ def test_ddp_two_gloo_processes_keep_identical_weights(free_port):
     assert not torch.equal(r0["weights"], torch.ones(2, dtype=torch.float64))
     # the history holds the mean over ranks of the last step's signals
     assert r0["history"][1, -1].item() == pytest.approx((0.9 + 2.0 - 2.2) / 2)
+
+
+def test_low_precision_and_extreme_losses_stay_finite():
+    values = [1e4 * (1 + (t % 3)) for t in range(10)]
+    recap = DynamicReweighting([Scripted(values, "a"), Scripted([-1e4] * 10, "b")], window=4)
+    net = Scale().to(torch.bfloat16)
+    for _ in range(10):
+        out = recap(_ctx(net))
+    assert torch.isfinite(recap.weights).all() and torch.isfinite(out.loss)
+    out.loss.backward()
+    assert torch.isfinite(net.scale.grad)
