@@ -1,7 +1,7 @@
 """APO: GRPO with difficulty-aware KL weights (DADS) and length-aware negative advantages (STCR).
 
 APO (Hong et al. 2025, "APO: enhancing reasoning ability of MLLMs via asymmetric policy
-optimization", arXiv 2506.21655, Sec. 3; the View-R1 reference code, Indolent-Kawhi/View-R1,
+optimization", arXiv 2506.21655; the View-R1 reference code, Indolent-Kawhi/View-R1,
 ``ppo_actor.calculate_kl_weight`` and ``experience_maker``) changes GRPO in two places:
 
 **DADS** (difficulty-adaptive divergence shaping), for the *positive* samples (advantage > 0)

@@ -2,8 +2,8 @@
 
 Best-of-N draws ``N`` independent samples from a base policy ``pi_ref`` and keeps the one with
 the highest reward.  Its distribution, for a finite label set with rewards ``r_y`` (Beirami et
-al. 2024, "Theoretical guarantees on the best-of-n alignment policy", Lemma 1; ties split
-uniformly at random among the tied samples), is
+al. 2024, "Theoretical guarantees on the best-of-n alignment policy"; ties split uniformly at
+random among the tied samples), is
 
 .. math::
 
@@ -11,10 +11,10 @@ uniformly at random among the tied samples), is
     \\qquad F(u) = P_{ref}(r \\le u), \\; F^-(u) = P_{ref}(r < u),
 
 and ``KL(pi_BoN || pi_ref) = sum_y pi_BoN(y) log(pi_BoN(y) / pi_ref(y))``.  The classic formula
-``log N - (N - 1) / N`` (Stiennon et al. 2020; Hilton's note) is exact when no two outcomes
-share a reward and the base distribution is continuous; in general it is an upper bound
-(Beirami et al. 2024, Thm. 1).  Yang et al. 2024 ("Asymptotics of language model alignment")
-show best-of-N is asymptotically equivalent to the KL-optimal tilt ``pi_ref e^{lambda r}``.
+``log N - (N - 1) / N`` is exact when no two outcomes share a reward (a continuous reward
+distribution); in general it is an upper bound (Beirami et al. 2024).  Yang et al. 2024
+("Asymptotics of language model alignment") show best-of-N is asymptotically equivalent to the
+KL-optimal tilt ``pi_ref e^{lambda r}``.
 
 * :func:`select_best`: the index of the best of ``N`` candidates, ties broken uniformly.
 * :func:`best_of_n`: draw ``N`` candidates from any sampler and keep the best by any reward.

@@ -1,7 +1,7 @@
 """KL-regularised distributionally robust instance reweighting, around any per-sample loss.
 
-DONE (Sow, Lin, Wang and Liang 2024, "Doubly robust instance-reweighted adversarial training",
-ICLR, Sec. 3) weights the ``n`` samples of a batch by the solution of the KL-regularised inner
+DONE (Sow et al. 2024, "Doubly robust instance-reweighted adversarial training", ICLR)
+weights the ``n`` samples of a batch by the solution of the KL-regularised inner
 maximisation over the simplex
 
 .. math::

@@ -11,7 +11,7 @@ beta-regularised game is the symmetric two-player zero-sum game
 
 whose unique Nash equilibrium is symmetric and solves the fixed point
 ``pi*(y) ∝ pi_ref(y) exp(P(y > pi*) / beta)``.  Nash-MP (Tiapkin et al. 2025, "Accelerating
-Nash learning from human feedback via mirror prox", Alg. 1) takes two proximal steps with step
+Nash learning from human feedback via mirror prox") takes two proximal steps with step
 size ``eta`` per iteration, both anchored at ``pi_k``:
 
 .. math::

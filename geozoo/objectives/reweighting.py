@@ -1,7 +1,7 @@
 """Dynamic reweighting of several objectives from their short-horizon behaviour (RECAP).
 
 RECAP (Phan et al. 2025, "Beyond reasoning gains: mitigating general capabilities forgetting
-in large reasoning models", Sec. 3) replays general-capability objectives during RL and
+in large reasoning models", arXiv 2510.21978) replays general-capability objectives during RL and
 reweights all objectives online: an objective whose signal has *converged* (flat and quiet
 over the recent window) loses weight, one that is still moving, *rising* (being forgotten) or
 *unstable* (volatile) gains weight, so a replayed general objective keeps the earlier skill
