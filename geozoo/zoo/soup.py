@@ -1,10 +1,11 @@
 """Weight-space model soups: the average of several models with one architecture.
 
 SALSA (Chegini et al. 2024, "SALSA: soup-based alignment learning for stronger adaptation in
-RLHF", arXiv 2411.01798) replaces the reference policy of the KL penalty ``r(x, y) - beta log(pi_theta /
-pi_ref)`` by the soup ``theta_soup = sum_k alpha_k theta_k`` of independently fine-tuned models
-(the paper's main setting: two SFT models, ``alpha = (1/2, 1/2)``), which it reports to lie in a
-better region and allow a larger deviation.  The soup here is generic: any models with the same
+RLHF", arXiv 2411.01798) replaces the reference policy of the KL penalty
+``r(x, y) - beta log(pi_theta / pi_ref)`` by the soup ``theta_soup = sum_k alpha_k theta_k``
+of independently fine-tuned models (the paper's main setting: two SFT models,
+``alpha = (1/2, 1/2)``), which it reports to lie in a better region and allow a larger
+deviation.  The soup here is generic: any models with the same
 architecture (same class, same state-dict keys, shapes and dtypes), given as modules, state
 dicts or zoo names; the result is an ordinary module, usable as the reference or teacher of any
 divergence term.  Averaging only makes sense for models fine-tuned from a shared ancestor
