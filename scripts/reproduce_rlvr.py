@@ -29,7 +29,7 @@ spare Lightning's per-run start-up.  Everything is seeded; results are written a
 
 Usage::
 
-    python scripts/reproduce_rlvr.py                     # 3 seeds (about 20 min on 1 CPU)
+    python scripts/reproduce_rlvr.py                     # 3 seeds (about 7 min on 1 CPU)
     python scripts/reproduce_rlvr.py --quick             # 1 seed, short runs
     python scripts/reproduce_rlvr.py --digits 3 --rl-steps 200   # the harder task
     python scripts/reproduce_rlvr.py --divergences --methods apo vogue salsa   # issue 18's
@@ -275,8 +275,8 @@ def main() -> None:
         "--methods", nargs="*", default=[], choices=sorted(METHOD_LABELS), help="more objectives"
     )
     parser.add_argument("--digits", type=int, default=2, help="digits per image (2 or 3)")
-    parser.add_argument("--warmup-steps", type=int, default=300)
-    parser.add_argument("--rl-steps", type=int, default=150)
+    parser.add_argument("--warmup-steps", type=int, default=250)
+    parser.add_argument("--rl-steps", type=int, default=100)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--group", type=int, default=8)
     parser.add_argument("--beta", type=float, default=0.1)
