@@ -58,8 +58,10 @@ def bench_steps(prompts: int, group: int, repeats: int) -> None:
     with torch.no_grad():
         fixed = policy.sample(images, group)  # the tokens both kinds of step train on
 
+    # every step gets a fresh prompts tensor, as in training: a frozen encoder reuses its
+    # features only within a step, never across steps
     def supervised() -> None:
-        logp = policy.log_probs(images, fixed.responses, fixed.group)
+        logp = policy.log_probs(images.clone(), fixed.responses, fixed.group)
         loss = -masked_mean(logp, fixed.mask)
         optimizer.zero_grad()
         loss.backward()
@@ -81,11 +83,12 @@ def bench_steps(prompts: int, group: int, repeats: int) -> None:
         task = RLTask(policy, env, [objective], num_samples=group, reference="copy")
 
         def grpo_step(task=task, objective=objective) -> None:
-            rollouts, rehearsal = task.rollout(images, sums)
+            prompts = images.clone()
+            rollouts, rehearsal = task.rollout(prompts, sums)
             extras = {"rollouts": rollouts}
             if rehearsal is not None:
                 extras["rehearsal"] = rehearsal
-            ctx = StepContext(images, sums, rollouts.logp, policy, extras=extras)
+            ctx = StepContext(prompts, sums, rollouts.logp, policy, extras=extras)
             loss = objective(ctx).loss
             optimizer.zero_grad()
             loss.backward()

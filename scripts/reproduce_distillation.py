@@ -1,22 +1,27 @@
 """Distil the zoo's ``cnn_mnist`` into ``cnn_mnist_tiny`` with every divergence and method.
 
-For each method and seed a fresh student (``cnn_mnist_tiny``, ~4.8k parameters) is trained on the
-3,600 offline MNIST training digits (40x40 frame, no augmentation) with the geozoo objectives,
-through the objective protocol in a plain PyTorch loop (the same ``StepContext`` the Lightning
-task builds).  The frozen teacher's logits on the fixed training set are computed once and passed
-as ``ctx.extras["teacher_logits"]``.  Students are evaluated on the 1,000 held-out digits, clean
-and affNIST-style, for accuracy and expected calibration error (15 bins), both in percent, by
-the zoo's :func:`geozoo.zoo.pretrained.classification_metrics` (torchmetrics).
+Every run is a shipped recipe (``configs/distill_*_mnist.yaml``) trained by
+:func:`geozoo.zoo.recipes.train_recipe`, i.e. a :class:`geozoo.tasks.ClassificationTask` with the
+geozoo objectives, through Lightning, as ``geozoo fit --config RECIPE`` would.  The protocol's
+schedule is given on the command line: ``max_epochs`` and a one-cycle learning rate (up to 1e-2,
+stepped per batch) in place of the recipes' per-epoch cosine.  Methods without a recipe of their
+own differ from one only by their list of objectives, also on the command line.  The student is
+``cnn_mnist_tiny``'s architecture (a 4-8-16 ``PlainCNN``, ~4.8k parameters) on the 3,600 offline
+MNIST training digits (40x40 frame, no augmentation); the frozen teacher is run by the
+distillation objectives themselves on each training batch.  Students are evaluated on the 1,000
+held-out digits, clean and affNIST-style, for accuracy and expected calibration error (15 bins),
+both in percent, by the zoo's :func:`geozoo.zoo.pretrained.classification_metrics`
+(torchmetrics).
 
 Methods: ``ce`` (no teacher), ``kd_<divergence>`` (CE + ``Distillation`` with each divergence,
 T = 4), ``pld`` (Plackett-Luce, no separate CE), ``bdkd`` (online BD-KD: CE + the objective, its
-teacher a fresh 8-16-32 ``cnn_mnist`` trained jointly), ``ofa`` (CE + OFA-KD on the student's two
+teacher a fresh 8-16-32 ``PlainCNN`` trained jointly), ``ofa`` (CE + OFA-KD on the student's two
 pooled stages) and ``sinkd`` (CE + KD-KL + SinKD).
 
 Usage::
 
     python scripts/reproduce_distillation.py            # 2 seeds, 3 epochs (about 30 min on 1 CPU)
-    python scripts/reproduce_distillation.py --quick    # 1 seed, 1 epoch on 1,024 digits
+    python scripts/reproduce_distillation.py --quick    # 1 seed, 1 epoch
     python scripts/reproduce_distillation.py --write-docs   # also update docs/objectives.md
 
 The table is printed (mean +- std over seeds); ``--write-docs`` replaces the marked section of
@@ -26,29 +31,25 @@ The table is printed (mean +- std over seeds); ``--write-docs`` replaces the mar
 from __future__ import annotations
 
 import argparse
+import json
+import logging
 import re
 import statistics
+import tempfile
 import time
-from collections.abc import Callable
+import warnings
 from pathlib import Path
+from typing import Any
 
 import torch
-from torch import Tensor, nn
-from torch.utils.data import DataLoader, TensorDataset
+import yaml
+from lightning.pytorch.cli import instantiate_class
+from torch import nn
 
 import geozoo
-from geozoo.data import MNISTDataModule
 from geozoo.metrics.calibration import reliability_diagram
-from geozoo.objectives import (
-    BalancedDivergenceDistillation,
-    CrossEntropy,
-    Distillation,
-    OFADistillation,
-    PlackettLuceDistillation,
-    SinkhornDistillation,
-)
-from geozoo.objectives.base import Objective, StepContext
 from geozoo.zoo.pretrained import classification_metrics
+from geozoo.zoo.recipes import TrainedRun, recipe_path, train_recipe
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "objectives.md"
@@ -67,96 +68,85 @@ DIVERGENCES: list[tuple[str, dict[str, float]]] = [
     ("alpha", {"alpha": 0.5}),
     ("renyi", {"alpha": 0.5}),
 ]
+# the run's options on top of every recipe: no logs, checkpoints or config files written, no
+# progress output
+QUIET = [
+    f"--trainer.default_root_dir={tempfile.gettempdir()}",
+    "--trainer.logger=false",
+    "--trainer.enable_checkpointing=false",
+    "--trainer.enable_progress_bar=false",
+    "--trainer.enable_model_summary=false",
+]
 
 
-def methods(teacher: nn.Module) -> dict[str, Callable[[], list[Objective]]]:
-    table: dict[str, Callable[[], list[Objective]]] = {"ce": lambda: [CrossEntropy()]}
+def _objective(class_name: str, **init_args: Any) -> dict[str, Any]:
+    return {"class_path": f"geozoo.objectives.{class_name}", "init_args": init_args}
+
+
+def _objectives(*objectives: dict[str, Any]) -> str:
+    """A ``--model.init_args.objectives`` override replacing the recipe's list."""
+    return "--model.init_args.objectives=" + json.dumps(list(objectives))
+
+
+def methods() -> dict[str, tuple[str, list[str]]]:
+    """``{method: (recipe, overrides)}``: each method is a shipped recipe, some with their
+    objectives replaced on the command line."""
+    ce = _objective("CrossEntropy")
+    table = {"ce": ("distill_kd_js_mnist", [_objectives(ce)])}
     for name, params in DIVERGENCES:
         label = f"kd_{name}" + (f"({params['alpha']})" if params else "")
-        table[label] = lambda name=name, params=params: [
-            CrossEntropy(),
-            Distillation(teacher, name, temperature=4.0, divergence_params=params),
-        ]
-    table["pld"] = lambda: [PlackettLuceDistillation(teacher, teacher_temperature=1.0)]
-    table["bdkd"] = lambda: [
-        CrossEntropy(),
-        BalancedDivergenceDistillation(
-            geozoo.create_model("cnn_mnist", widths=(8, 16, 32)), temperature=1.0, online=True
-        ),
-    ]
-    table["ofa"] = lambda: [
-        CrossEntropy(),
-        OFADistillation(
-            teacher,
-            stages={"features.6": 4, "features.13": 8},
-            num_classes=10,
-            hidden=32,
-            epsilon=1.0,
-        ),
-    ]
-    table["sinkd"] = lambda: [
-        CrossEntropy(),
-        Distillation(teacher, "kl", temperature=4.0),
-        SinkhornDistillation(teacher, temperature=2.0, weight=1.0),
-    ]
+        kd = _objective(
+            "Distillation",
+            teacher="cnn_mnist",
+            divergence=name,
+            temperature=4.0,
+            divergence_params=params,
+        )
+        table[label] = ("distill_kd_js_mnist", [_objectives(ce, kd)])
+    # online BD-KD's jointly trained teacher: a fresh 8-16-32 PlainCNN, not the 16-32-64 default
+    online_teacher = {
+        "class_path": "geozoo.nets.PlainCNN",
+        "init_args": {"widths": [8, 16, 32], "input_size": [40, 40]},
+    }
+    table["pld"] = ("distill_pld_mnist", [])
+    table["bdkd"] = (
+        "distill_bdkd_mnist",
+        [
+            _objectives(
+                ce,
+                _objective(
+                    "BalancedDivergenceDistillation",
+                    teacher=online_teacher,
+                    online=True,
+                    temperature=1.0,
+                    balance="soft",
+                ),
+            )
+        ],
+    )
+    table["ofa"] = ("distill_ofa_mnist", [])
+    table["sinkd"] = ("distill_sinkd_mnist", [])
     return table
 
 
-@torch.no_grad()
-def predict(network: nn.Module, images: Tensor, batch: int = 500) -> Tensor:
-    network.eval()
-    return torch.cat([network(images[i : i + batch]) for i in range(0, len(images), batch)])
+def steps_per_epoch(recipe: str) -> int:
+    """Training batches per epoch of ``recipe``'s data module."""
+    data = instantiate_class((), yaml.safe_load(recipe_path(recipe).read_text())["data"])
+    data.setup("fit")
+    return len(data.train_dataloader())
 
 
-def evaluate(network: nn.Module, tests: dict[str, tuple[Tensor, Tensor]]) -> dict[str, float]:
-    """Accuracy and ECE (15 bins) in percent: the zoo's own metrics (torchmetrics)."""
-    loaders = {
-        name: DataLoader(TensorDataset(*test), batch_size=500) for name, test in tests.items()
+def train_one(recipe: str, overrides: list[str], seed: int, epochs: int) -> TrainedRun:
+    """One student, trained by the recipe through Lightning with the protocol's schedule."""
+    schedule = {
+        "class_path": "torch.optim.lr_scheduler.OneCycleLR",
+        "init_args": {"max_lr": 0.01, "epochs": epochs, "steps_per_epoch": steps_per_epoch(recipe)},
     }
-    return classification_metrics(network, loaders, 10)
-
-
-def train_one(
-    build: Callable[[], list[Objective]],
-    train: tuple[Tensor, Tensor, Tensor],
-    seed: int,
-    epochs: int,
-    batch_size: int = 64,
-) -> nn.Module:
-    torch.manual_seed(seed)
-    student = geozoo.create_model("cnn_mnist_tiny")
-    objectives = nn.ModuleList(build())
-    params = [p for p in [*student.parameters(), *objectives.parameters()] if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=1e-2, weight_decay=1e-4)
-    images, labels, teacher_logits = train
-    steps = epochs * ((len(images) + batch_size - 1) // batch_size)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=1e-2, total_steps=steps)
-    generator = torch.Generator().manual_seed(seed)
-    step = 0
-    for epoch in range(epochs):
-        student.train()
-        objectives.train()
-        order = torch.randperm(len(images), generator=generator)
-        for start in range(0, len(images), batch_size):
-            index = order[start : start + batch_size]
-            x, y = images[index], labels[index]
-            ctx = StepContext(
-                inputs=x,
-                targets=y,
-                outputs=student(x),
-                network=student,
-                stage="train",
-                global_step=step,
-                epoch=epoch,
-                extras={"teacher_logits": teacher_logits[index]},
-            )
-            loss = sum(o.weight * o(ctx).loss for o in objectives)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            step += 1
-    return student
+    protocol = [
+        f"--trainer.max_epochs={epochs}",
+        "--model.init_args.lr_scheduler=" + json.dumps(schedule),
+    ]
+    return train_recipe(recipe, seed, [*QUIET, *protocol, *overrides])
 
 
 def fmt(values: list[float]) -> str:
@@ -165,52 +155,44 @@ def fmt(values: list[float]) -> str:
     return f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}"
 
 
+@torch.no_grad()
+def predict(network: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    return network.eval()(images)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="1 seed, 1 epoch, 1,024 digits")
+    parser.add_argument("--quick", action="store_true", help="1 seed, 1 epoch")
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--only", nargs="*", help="run only these methods")
     parser.add_argument("--write-docs", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(1)  # small networks: threads only add overhead on a shared machine
+    for logger in ("lightning.pytorch", "lightning.fabric"):  # one line per method instead
+        logging.getLogger(logger).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", module="lightning")
     seeds = 1 if args.quick else args.seeds
     epochs = 1 if args.quick else args.epochs
-
-    data = MNISTDataModule(
-        source="offline",
-        pad_to=40,
-        test_sets=("clean", "affnist"),
-        limit_train=1024 if args.quick else None,
-    )
-    data.setup()
-    images, labels = data.datasets["train"].tensors
-    tests = {n: data.datasets[f"test_{n}"].tensors for n in ("clean", "affnist")}
+    table = methods()
+    chosen = args.only or list(table)
+    unknown = [name for name in chosen if name not in table]
+    if unknown:
+        raise SystemExit(f"unknown methods {unknown}; choose from {list(table)}")
 
     teacher = geozoo.create_model("cnn_mnist", pretrained=True)
-    teacher_logits = predict(teacher, images)
-    teacher_metrics = evaluate(teacher, tests)
-    print(
-        f"teacher cnn_mnist: clean {teacher_metrics['clean/acc']:.1f}% "
-        f"(ECE {teacher_metrics['clean/ece']:.1f}), affNIST {teacher_metrics['affnist/acc']:.1f}% "
-        f"(ECE {teacher_metrics['affnist/ece']:.1f}); train digits {len(images)}, "
-        f"seeds {seeds}, epochs {epochs}",
-        flush=True,
-    )
-    table = methods(teacher)
-    chosen = args.only or list(table)
     results: dict[str, list[dict[str, float]]] = {}
     students: dict[str, nn.Module] = {}
+    tests: dict[str, Any] = {}
     for name in chosen:
-        if name not in table:
-            raise SystemExit(f"unknown method {name!r}; choose from {list(table)}")
         start = time.perf_counter()
         results[name] = []
         for seed in range(seeds):
-            student = train_one(table[name], (images, labels, teacher_logits), seed, epochs)
-            results[name].append(evaluate(student, tests))
+            run = train_one(*table[name], seed, epochs)
+            tests = run.datamodule.test_loaders_by_name()
+            results[name].append(classification_metrics(run.network, tests, 10))
             if seed == 0:
-                students[name] = student
+                students[name] = run.network
         row = results[name]
         print(
             f"{name:<22} clean {fmt([r['clean/acc'] for r in row]):>11}  "
@@ -222,11 +204,12 @@ def main() -> None:
         )
 
     n_params = sum(p.numel() for p in geozoo.create_model("cnn_mnist_tiny").parameters())
-    tm = teacher_metrics
+    n_train = len(run.datamodule.datasets["train"])
+    tm = classification_metrics(teacher, tests, 10)
     lines = [
         f"Student `cnn_mnist_tiny` ({n_params} parameters), teacher `cnn_mnist` (clean "
         f"{tm['clean/acc']:.1f}%, ECE {tm['clean/ece']:.1f}; affNIST-style "
-        f"{tm['affnist/acc']:.1f}%, ECE {tm['affnist/ece']:.1f}); {len(images)} training digits, "
+        f"{tm['affnist/acc']:.1f}%, ECE {tm['affnist/ece']:.1f}); {n_train} training digits, "
         f"{epochs} epochs, mean ± std over {seeds} seed(s); accuracy and ECE in %, on the 1,000 "
         "held-out digits.",
         "",
@@ -253,7 +236,7 @@ def main() -> None:
         ]
         fig, axes = plt.subplots(1, len(shown), figsize=(3.2 * len(shown), 3.4))
         axes = [axes] if len(shown) == 1 else list(axes)
-        images_c, labels_c = tests["clean"]
+        images_c, labels_c = run.datamodule.datasets["test_clean"].tensors
         for ax, (title, network) in zip(axes, shown, strict=True):
             reliability_diagram(predict(network, images_c), labels_c, 15, True, ax=ax, title=title)
         fig.tight_layout()

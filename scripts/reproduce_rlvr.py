@@ -13,8 +13,15 @@ digit tokens then end-of-sequence) with :class:`geozoo.rl.DigitSumPolicy` (the z
    G = 8 samples per prompt, one update per batch) with each divergence choice: none, reverse
    KL (k3, DeepSeekMath's), forward KL, JS and alpha = 0.5 (DPH-RL's generators on samples of
    the frozen warm-up policy), all at the same strength ``beta``;
-3. pass@1 and pass@8 (unbiased, from 16 samples per prompt at temperature 1) on the held-out
-   prompts, made of the 1,000 held-out digits, before and after RL.
+3. pass@1 and pass@8 (unbiased, from 16 samples per prompt at temperature 1) and the mean
+   response length (tokens, end-of-sequence included) on the held-out prompts, made of the
+   1,000 held-out digits, before and after RL.
+
+``--methods`` adds the objectives of docs/rl_objectives.md, from the same warm-up and at the
+same ``beta``: ``apo`` (DADS + STCR, Hong et al. 2025), ``vogue`` (visual-uncertainty and
+entropy bonuses with an annealed share of prompts sampled on noisy images, Liu et al. 2025)
+and ``salsa`` (GRPO + reverse KL whose reference is the soup of the warm-up and a second
+warm-up from the same initial weights on another data order, Chegini et al. 2024).
 
 Steps run through the objective protocol in a plain loop (the task's own ``rollout`` and
 ``warmup_loss``, so the ``StepContext`` is the one :class:`geozoo.tasks.RLTask` builds), to
@@ -25,7 +32,9 @@ Usage::
     python scripts/reproduce_rlvr.py                     # 3 seeds (about 7 min on 1 CPU)
     python scripts/reproduce_rlvr.py --quick             # 1 seed, short runs
     python scripts/reproduce_rlvr.py --digits 3 --rl-steps 200   # the harder task
+    python scripts/reproduce_rlvr.py --divergences --methods apo vogue salsa   # issue 18's
     python scripts/reproduce_rlvr.py --table results.json   # print the table of a finished run
+    python scripts/reproduce_rlvr.py --table a.json b.json  # runs of the same seeds, merged
 """
 
 from __future__ import annotations
@@ -39,9 +48,11 @@ from pathlib import Path
 
 import torch
 
-from geozoo.objectives import GRPO, StepContext
+from geozoo.objectives import APO, GRPO, VOGUE, Objective, StepContext
+from geozoo.objectives.vogue import GaussianNoise
 from geozoo.rl import DigitSumDataModule, DigitSumEnvironment, DigitSumPolicy, evaluate_pass_at_k
 from geozoo.tasks import RLTask
+from geozoo.zoo.soup import ModelSoup
 
 DATA = {
     "num_digits": 2,
@@ -61,6 +72,33 @@ CHOICES: list[tuple[str, dict]] = [
 EVAL = {"num_samples": 16, "ks": (1, 8), "temperature": 1.0}
 
 
+METHOD_LABELS = {
+    "apo": "APO (DADS + STCR, reverse KL)",
+    "vogue": "VOGUE (reverse KL)",
+    "salsa": "SALSA (GRPO + reverse KL to a soup)",
+}
+
+
+def _methods(args: argparse.Namespace) -> dict[str, list[Objective]]:
+    """The objectives of ``--methods``, at the divergences' ``beta`` (reverse KL, k3)."""
+    kl = {"divergence": "reverse_kl", "estimator": "k3", "beta": args.beta}
+    return {
+        # answers are at most 3 tokens: the paper's STCR base (tuned to 10^4 tokens) would
+        # scale nothing, 1.5 gives 1.33 for one extra token
+        "apo": [APO(stcr_base=1.5, **kl)],
+        "vogue": [
+            VOGUE(
+                perturbation=GaussianNoise(0.2),
+                share_start=0.5,
+                share_end=0.0,
+                anneal_steps=args.rl_steps,
+                **kl,
+            )
+        ],
+        "salsa": [GRPO(**kl)],
+    }
+
+
 def _batches(count: int, size: int, steps: int, generator: torch.Generator):
     """``steps`` index batches of ``size``, epoch after epoch of seeded permutations."""
     order = torch.empty(0, dtype=torch.long)
@@ -73,7 +111,60 @@ def _batches(count: int, size: int, steps: int, generator: torch.Generator):
 
 def _evaluate(policy, env, images, sums, seed: int) -> dict[str, float]:
     batches = [(images[i : i + 128], sums[i : i + 128]) for i in range(0, len(sums), 128)]
-    return evaluate_pass_at_k(policy, env, batches, seed=seed, **EVAL)
+    results = evaluate_pass_at_k(policy, env, batches, seed=seed, **EVAL)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        lengths = [
+            policy.sample(x, 4, EVAL["temperature"], generator=generator).mask.sum(-1).float()
+            for x, _ in batches
+        ]
+    results["length"] = round(float(torch.cat(lengths).mean()), 3)
+    return results
+
+
+def warm_up(policy, env, images, sums, args, generator: torch.Generator) -> None:
+    """Supervised warm-up: ``args.warmup_steps`` Adam steps of teacher-forced NLL."""
+    params = [p for p in policy.parameters() if p.requires_grad]
+    warm = RLTask(policy, env, [GRPO()], reference=None)
+    optimizer = torch.optim.Adam(params, lr=args.warmup_lr)
+    for index in _batches(len(sums), args.batch_size, args.warmup_steps, generator):
+        loss = warm.warmup_loss(images[index], sums[index])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+
+def rl_run(policy, env, objectives, reference, data, seed: int, args) -> dict:
+    """RL from the policy's current weights on the unlabelled prompts; held-out metrics."""
+    (x_u, y_u), (val_images, val_sums), (test_images, test_sums) = data
+    start = time.perf_counter()
+    torch.manual_seed(seed)
+    params = [p for p in policy.parameters() if p.requires_grad]
+    task = RLTask(policy, env, objectives, num_samples=args.group, reference=reference)
+    optimizer = torch.optim.Adam(params, lr=args.rl_lr)
+    rewards = []
+    rl_generator = torch.Generator().manual_seed(seed + 1)
+    for step, index in enumerate(_batches(len(y_u), args.batch_size, args.rl_steps, rl_generator)):
+        rollouts, rehearsal = task.rollout(x_u[index], y_u[index], step=step)
+        extras = {"rollouts": rollouts}
+        if rehearsal is not None:
+            extras["rehearsal"] = rehearsal
+        ctx = StepContext(
+            x_u[index], y_u[index], rollouts.logp, policy, global_step=step, extras=extras
+        )
+        loss = sum(o.weight * o(ctx).loss for o in objectives)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        rewards.append(float(rollouts.rewards.mean()))
+    tail = rewards[-max(1, len(rewards) // 10) :]
+    return {
+        "test": _evaluate(policy, env, test_images, test_sums, seed),
+        "val": _evaluate(policy, env, val_images, val_sums, seed),
+        "train_reward_first": round(statistics.fmean(rewards[: len(tail)]), 4),
+        "train_reward_last": round(statistics.fmean(tail), 4),
+        "seconds": round(time.perf_counter() - start, 1),
+    }
 
 
 def run_seed(seed: int, args: argparse.Namespace) -> dict:
@@ -85,18 +176,12 @@ def run_seed(seed: int, args: argparse.Namespace) -> dict:
     val_images, val_sums = data.datasets["val"][:]
     env = DigitSumEnvironment()
     policy = DigitSumPolicy(**{**POLICY, "num_digits": args.digits})
-    params = [p for p in policy.parameters() if p.requires_grad]
+    initial = copy.deepcopy(policy.state_dict())
     generator = torch.Generator().manual_seed(seed)
 
     start = time.perf_counter()
-    warm = RLTask(policy, env, [GRPO()], reference=None)
-    optimizer = torch.optim.Adam(params, lr=args.warmup_lr)
     x_l, y_l = images[labelled], sums[labelled]
-    for index in _batches(len(y_l), args.batch_size, args.warmup_steps, generator):
-        loss = warm.warmup_loss(x_l[index], y_l[index])
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+    warm_up(policy, env, x_l, y_l, args, generator)
     result = {
         "seed": seed,
         "warmup": {
@@ -108,52 +193,43 @@ def run_seed(seed: int, args: argparse.Namespace) -> dict:
     }
     print(f"seed {seed} warm-up: {result['warmup']}", flush=True)
     state = copy.deepcopy(policy.state_dict())
-    x_u, y_u = images[~labelled], sums[~labelled]
-    for name, kwargs in CHOICES:
-        if args.divergences and name not in args.divergences:
-            continue
-        start = time.perf_counter()
+    splits = (
+        (images[~labelled], sums[~labelled]),
+        (val_images, val_sums),
+        (test_images, test_sums),
+    )
+    runs: list[tuple[str, list[Objective]]] = [
+        (name, [GRPO(divergence=name, beta=args.beta, **kwargs)])
+        for name, kwargs in CHOICES
+        if args.divergences is None or name in args.divergences
+    ]
+    methods = _methods(args)
+    runs += [(name, methods[name]) for name in args.methods]
+    for name, objectives in runs:
+        reference: str | ModelSoup = "copy"
+        if name == "salsa":  # a second warm-up from the same start, another data order
+            policy.load_state_dict(initial)
+            warm_up(policy, env, x_l, y_l, args, torch.Generator().manual_seed(seed + 1000))
+            second = copy.deepcopy(policy)
+            policy.load_state_dict(state)
+            reference = ModelSoup([copy.deepcopy(policy), second])
         policy.load_state_dict(state)
-        torch.manual_seed(seed)
-        objective = GRPO(divergence=name, beta=args.beta, **kwargs)
-        task = RLTask(policy, env, [objective], num_samples=args.group, reference="copy")
-        optimizer = torch.optim.Adam(params, lr=args.rl_lr)
-        rewards = []
-        rl_generator = torch.Generator().manual_seed(seed + 1)
-        for index in _batches(len(y_u), args.batch_size, args.rl_steps, rl_generator):
-            rollouts, rehearsal = task.rollout(x_u[index], y_u[index])
-            extras = {"rollouts": rollouts}
-            if rehearsal is not None:
-                extras["rehearsal"] = rehearsal
-            ctx = StepContext(x_u[index], y_u[index], rollouts.logp, policy, extras=extras)
-            loss = objective(ctx).loss
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            rewards.append(float(rollouts.rewards.mean()))
-        tail = rewards[-max(1, len(rewards) // 10) :]
-        result["rl"][name] = {
-            "test": _evaluate(policy, env, test_images, test_sums, seed),
-            "val": _evaluate(policy, env, val_images, val_sums, seed),
-            "train_reward_first": round(statistics.fmean(rewards[: len(tail)]), 4),
-            "train_reward_last": round(statistics.fmean(tail), 4),
-            "seconds": round(time.perf_counter() - start, 1),
-        }
+        result["rl"][name] = rl_run(policy, env, objectives, reference, splits, seed, args)
         print(f"seed {seed} {name}: {result['rl'][name]}", flush=True)
     return result
 
 
-def _cell(values: list[float]) -> str:
+def _cell(values: list[float], digits: int = 1) -> str:
     if len(values) == 1:
-        return f"{values[0]:.1f}"
-    return f"{statistics.fmean(values):.1f} ± {statistics.stdev(values):.1f}"
+        return f"{values[0]:.{digits}f}"
+    return f"{statistics.fmean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
 
 
 def table(results: list[dict]) -> str:
     """Markdown table of held-out pass@1 / pass@8 (mean ± std over seeds)."""
     lines = [
-        "| policy | pass@1 (%) | pass@8 (%) | Δ pass@1 | Δ pass@8 | seeds |",
-        "|---|---|---|---|---|---|",
+        "| policy | pass@1 (%) | pass@8 (%) | Δ pass@1 | Δ pass@8 | length | seeds |",
+        "|---|---|---|---|---|---|---|",
     ]
 
     def row(label: str, pick) -> str:
@@ -161,22 +237,43 @@ def table(results: list[dict]) -> str:
         p8 = [pick(r)["test"]["pass@8"] for r in results]
         d1 = [a - r["warmup"]["test"]["pass@1"] for a, r in zip(p1, results)]
         d8 = [a - r["warmup"]["test"]["pass@8"] for a, r in zip(p8, results)]
+        length = [pick(r)["test"].get("length") for r in results]  # absent in older runs
         delta = label != "warm-up (before RL)"
+        mean_length = _cell(length, 2) if None not in length else "-"
         return (
             f"| {label} | {_cell(p1)} | {_cell(p8)} | {_cell(d1) if delta else ''} | "
-            f"{_cell(d8) if delta else ''} | {len(results)} |"
+            f"{_cell(d8) if delta else ''} | {mean_length} | {len(results)} |"
         )
 
     lines.append(row("warm-up (before RL)", lambda r: r["warmup"]))
     for name in results[0]["rl"]:
-        lines.append(row(f"GRPO + {name}", lambda r, n=name: r["rl"][n]))
+        label = METHOD_LABELS.get(name, f"GRPO + {name}")
+        lines.append(row(label, lambda r, n=name: r["rl"][n]))
     return "\n".join(lines)
+
+
+def merge(runs: list[list[dict]]) -> list[dict]:
+    """Per seed, the rows of several runs with the same settings; their warm-ups must agree
+    (the warm-up is seeded, so a mismatch means different settings)."""
+    merged = {r["seed"]: copy.deepcopy(r) for r in runs[0]}
+    for run in runs[1:]:
+        for r in run:
+            if r["seed"] not in merged:
+                raise ValueError(f"seed {r['seed']} is missing from the first run")
+            first = merged[r["seed"]]
+            if first["warmup"]["test"]["pass@1"] != r["warmup"]["test"]["pass@1"]:
+                raise ValueError(f"seed {r['seed']}: the runs' warm-ups differ (other settings?)")
+            first["rl"].update(r["rl"])
+    return [merged[seed] for seed in sorted(merged)]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--divergences", nargs="+", default=None)
+    parser.add_argument("--divergences", nargs="*", default=None, help="default all; none: []")
+    parser.add_argument(
+        "--methods", nargs="*", default=[], choices=sorted(METHOD_LABELS), help="more objectives"
+    )
     parser.add_argument("--digits", type=int, default=2, help="digits per image (2 or 3)")
     parser.add_argument("--warmup-steps", type=int, default=250)
     parser.add_argument("--rl-steps", type=int, default=100)
@@ -187,10 +284,12 @@ def main() -> None:
     parser.add_argument("--rl-lr", type=float, default=1e-3)
     parser.add_argument("--out", type=Path, default=Path("rlvr_results.json"))
     parser.add_argument("--quick", action="store_true", help="1 seed, 40 + 20 steps")
-    parser.add_argument("--table", type=Path, default=None, help="print the table of a JSON")
+    parser.add_argument(
+        "--table", type=Path, nargs="+", default=None, help="print the table of JSON results"
+    )
     args = parser.parse_args()
     if args.table is not None:
-        print(table(json.loads(args.table.read_text())["results"]))
+        print(table(merge([json.loads(p.read_text())["results"] for p in args.table])))
         return
     torch.set_num_threads(1)
     if args.quick:

@@ -3,7 +3,7 @@ seeded affine / rotated test sets and optional on-the-fly augmentation."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -14,12 +14,12 @@ from torch.utils.data import TensorDataset
 
 from geozoo.data.base import InMemoryDataModule
 from geozoo.data.mnist_sources import MNISTArrays, resolve_mnist
-from geozoo.data.transforms import affnist_style, pad_to, random_rotation
+from geozoo.data.transforms import affnist_style, pad_to, random_jitter, random_rotation
 
 __all__ = ["TEST_SETS", "MNISTDataModule", "stratified_split"]
 
 TEST_SETS = ("clean", "affnist", "rotated")
-Augment = Literal["affine", "rotate"] | None
+Augment = Literal["affine", "rotate", "jitter"] | None
 
 
 def stratified_split(labels: np.ndarray, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -53,8 +53,12 @@ class MNISTDataModule(InMemoryDataModule):
         pad_to: zero-pad the 28x28 digits to this size (40 = the affNIST frame); ``None`` keeps 28.
         val_fraction: fraction of the training digits held out for validation.
         offline_test_size: held-out test digits when the source has no test split.
-        train_augment: ``None``, ``"affine"`` (affNIST-style random affine, fresh each batch) or
-            ``"rotate"`` (uniform rotation in [0, 360)).
+        train_augment: ``None``, ``"affine"`` (affNIST-style random affine, fresh each batch),
+            ``"rotate"`` (uniform rotation in [0, 360)) or ``"jitter"`` (small rotations, shears,
+            scalings and shifts in the digits' own frame, :func:`~geozoo.data.transforms.
+            random_jitter`).
+        jitter: keyword arguments of :func:`~geozoo.data.transforms.random_jitter` for
+            ``train_augment="jitter"`` (e.g. ``{"max_shift": 3.0}``; default: its defaults).
         test_sets: which test sets to build: ``"clean"``, ``"affnist"`` (seeded affNIST-style copy;
             needs ``pad_to=40``), ``"rotated"`` (seeded uniform rotation).
         test_seed: seed of the test-time transforms.
@@ -72,6 +76,7 @@ class MNISTDataModule(InMemoryDataModule):
         val_fraction: float = 0.1,
         offline_test_size: int = 1000,
         train_augment: Augment = None,
+        jitter: Mapping[str, Any] | None = None,
         test_sets: Sequence[str] = ("clean", "affnist"),
         test_seed: int = 0,
         seed: int = 0,
@@ -91,9 +96,13 @@ class MNISTDataModule(InMemoryDataModule):
             raise ValueError(f"pad_to must be >= 28 (the digits are 28x28), got {pad_to}")
         if not 0.0 <= val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
-        if train_augment not in (None, "affine", "rotate"):
+        if train_augment not in (None, "affine", "rotate", "jitter"):
             raise ValueError(
-                f"train_augment must be None, 'affine' or 'rotate', got {train_augment!r}"
+                f"train_augment must be None, 'affine', 'rotate' or 'jitter', got {train_augment!r}"
+            )
+        if jitter is not None and train_augment != "jitter":
+            raise ValueError(
+                f"jitter options need train_augment='jitter', got train_augment={train_augment!r}"
             )
         if train_augment == "affine" and pad_to != 40:
             raise ValueError("train_augment='affine' needs the 40x40 frame: set pad_to=40")
@@ -104,6 +113,7 @@ class MNISTDataModule(InMemoryDataModule):
         self.val_fraction = val_fraction
         self.offline_test_size = offline_test_size
         self.train_augment = train_augment
+        self.jitter = dict(jitter or {})
         self.test_set_names = list(test_sets)
         self.test_seed = test_seed
         self.limit_train = limit_train
@@ -180,6 +190,8 @@ class MNISTDataModule(InMemoryDataModule):
                 (side - 28) // 2 : (side - 28) // 2 + 28,
             ]
             images = affnist_style(digits.cpu(), seed=seed).to(images.device)
+        elif self.train_augment == "jitter":
+            images = random_jitter(images.cpu(), seed=seed, **self.jitter).to(images.device)
         else:
             images = random_rotation(images.cpu(), seed=seed).to(images.device)
         return images, labels

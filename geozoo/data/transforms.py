@@ -16,6 +16,7 @@ __all__ = [
     "affine_warp",
     "affnist_style",
     "pad_to",
+    "random_jitter",
     "random_rotation",
 ]
 
@@ -77,6 +78,22 @@ def _uniform(n: int, low: float, high: float, gen: torch.Generator) -> Tensor:
     return low + (high - low) * torch.rand(n, generator=gen, dtype=torch.float64)
 
 
+def _random_linear(
+    n: int,
+    gen: torch.Generator,
+    max_rotation_deg: float,
+    max_shear: float,
+    scale_range: tuple[float, float],
+) -> Tensor:
+    """(N, 2, 2) random linear parts: rotation, x-shear and independent x/y scales, uniform in
+    their ranges, drawn from ``gen`` in that order."""
+    rotation = torch.deg2rad(_uniform(n, -max_rotation_deg, max_rotation_deg, gen))
+    shear = _uniform(n, -max_shear, max_shear, gen)
+    scale_x = _uniform(n, *scale_range, gen)
+    scale_y = _uniform(n, *scale_range, gen)
+    return affine_matrices(rotation, shear, scale_x, scale_y)
+
+
 def affnist_style(
     images: Tensor,
     seed: int,
@@ -101,15 +118,43 @@ def affnist_style(
     gen = _generator(seed)
     n = images.shape[0]
     padded = pad_to(images, frame)
-    rotation = torch.deg2rad(_uniform(n, -max_rotation_deg, max_rotation_deg, gen))
-    shear = _uniform(n, -max_shear, max_shear, gen)
-    scale_x = _uniform(n, *scale_range, gen)
-    scale_y = _uniform(n, *scale_range, gen)
-    matrix = affine_matrices(rotation, shear, scale_x, scale_y)
+    matrix = _random_linear(n, gen, max_rotation_deg, max_shear, scale_range)
     centred = affine_warp(padded, matrix)
     translation = _translation_inside_frame(centred, gen)
     shifted = affine_warp(centred, torch.eye(2, dtype=torch.float64), translation)
     return shifted.clamp_(0.0, 1.0)
+
+
+def random_jitter(
+    images: Tensor,
+    seed: int,
+    max_rotation_deg: float = 10.0,
+    max_shear: float = 0.1,
+    scale_range: tuple[float, float] = (0.9, 1.1),
+    max_shift: float = 2.0,
+) -> Tensor:
+    """Small random affine distortions in the images' own frame, for training-time augmentation
+    (the elastic/affine jitter of Simard et al., 2003, without the elastic part): a rotation
+    within +-``max_rotation_deg``, an x-shear within +-``max_shear``, independent x/y scales in
+    ``scale_range`` and a shift of up to +-``max_shift`` pixels per axis, about the image centre.
+
+    Unlike :func:`affnist_style` the frame is kept and the shift is not bounded by the ink, so a
+    digit may be cut at the border when ``max_shift`` exceeds its margin (MNIST: about 4 pixels).
+    """
+    if images.dim() != 4:
+        raise ValueError(f"expected images of shape (N, C, H, W), got {tuple(images.shape)}")
+    if max_rotation_deg < 0 or max_shear < 0 or max_shift < 0:
+        raise ValueError(
+            "max_rotation_deg, max_shear and max_shift must be >= 0, got "
+            f"{max_rotation_deg}, {max_shear}, {max_shift}"
+        )
+    if not 0 < scale_range[0] <= scale_range[1]:
+        raise ValueError(f"scale_range must be (low, high) with 0 < low <= high, got {scale_range}")
+    gen = _generator(seed)
+    n = images.shape[0]
+    matrix = _random_linear(n, gen, max_rotation_deg, max_shear, scale_range)
+    shift = torch.stack([_uniform(n, -max_shift, max_shift, gen) for _ in range(2)], -1)
+    return affine_warp(images, matrix, shift).clamp_(0.0, 1.0)
 
 
 def _translation_inside_frame(

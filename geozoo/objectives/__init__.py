@@ -1,6 +1,7 @@
 """Training objectives behind one protocol (see :mod:`geozoo.objectives.base`)."""
 
 from geozoo.objectives import divergences
+from geozoo.objectives.apo import APO
 from geozoo.objectives.base import Objective, ObjectiveOutput, StepContext
 from geozoo.objectives.classification import CrossEntropy
 from geozoo.objectives.distillation import (
@@ -10,10 +11,12 @@ from geozoo.objectives.distillation import (
     PlackettLuceDistillation,
     SinkhornDistillation,
 )
+from geozoo.objectives.dro import KLDRO
 from geozoo.objectives.grpo import GRPO, KDRL
 from geozoo.objectives.invariance_constrained import InvarianceConstrained, UniformAugmentation
 from geozoo.objectives.preference import FDPG, FDPO
 from geozoo.objectives.regression import MeanSquaredError
+from geozoo.objectives.reweighting import DynamicReweighting
 from geozoo.objectives.sample_actions import (
     ImageGroupAction,
     PointCloudAction,
@@ -29,15 +32,20 @@ from geozoo.objectives.soft_equivariance import (
     SampleEquivarianceRegularizer,
 )
 from geozoo.objectives.symface import MarginCrossEntropy, SplitFaceSymmetry
+from geozoo.objectives.vogue import VOGUE
 
 __all__ = [
+    "APO",
     "FDPG",
     "FDPO",
     "GRPO",
     "KDRL",
+    "KLDRO",
+    "VOGUE",
     "BalancedDivergenceDistillation",
     "CrossEntropy",
     "Distillation",
+    "DynamicReweighting",
     "ImageGroupAction",
     "InvarianceConstrained",
     "MarginCrossEntropy",

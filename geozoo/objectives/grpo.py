@@ -277,13 +277,17 @@ class GRPO(Objective):
             self.std_eps,
         )
 
+    def token_advantages(self, rollouts: Rollouts) -> Tensor:
+        """The surrogate's advantages: ``(N, 1)`` per response, or ``(N, T)`` per token."""
+        return self.advantages(rollouts)[:, None]
+
     def policy_loss(self, rollouts: Rollouts) -> tuple[Tensor, dict[str, Tensor]]:
         """The clipped surrogate, aggregated, and its logs (no divergence term)."""
-        adv = self.advantages(rollouts)
+        adv = self.token_advantages(rollouts)
         per_token, clipped = clipped_surrogate(
             rollouts.logp,
             rollouts.old_logp,
-            adv[:, None],
+            adv,
             self.epsilon,
             self.epsilon_high,
             self.log_ratio_clip,

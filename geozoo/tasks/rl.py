@@ -107,7 +107,7 @@ class RLTask(ObjectiveTask):
             from geozoo.zoo.factory import create_model
 
             reference = create_model(reference, pretrained=True)
-        self._reference_spec = reference
+        object.__setattr__(self, "_reference_spec", reference)  # a module stays unregistered
         object.__setattr__(
             self, "_reference", reference if isinstance(reference, nn.Module) else None
         )
@@ -150,10 +150,20 @@ class RLTask(ObjectiveTask):
 
     # ------------------------------------------------------------------ rollouts
 
-    def rollout(self, prompts: Tensor, targets: Tensor) -> tuple[Rollouts, Rollouts | None]:
+    def rollout(
+        self, prompts: Tensor, targets: Tensor, step: int | None = None
+    ) -> tuple[Rollouts, Rollouts | None]:
         """Sample, score and (as the objectives require) add reference log-probs and
-        reference samples; returns ``(rollouts, rehearsal or None)``."""
+        reference samples; returns ``(rollouts, rehearsal or None)``.  ``step`` (default: the
+        trainer's global step) is what objectives with a sampling schedule see."""
         policy = self.network
+        step = self.global_step if step is None else step
+        extras: dict[str, Any] = {}
+        for objective in self.objectives:  # e.g. VOGUE samples a share on perturbed images
+            hook = getattr(objective, "sampling_prompts", None)
+            if callable(hook):
+                prompts, more = hook(prompts, step)
+                extras.update(more)
         sample = policy.sample(prompts, self.num_samples, self.temperature, self.top_k)
         ref_logp = None
         if self._needs("needs_reference"):
@@ -164,6 +174,7 @@ class RLTask(ObjectiveTask):
         rollouts = self._score(
             prompts, targets, sample, sample.logp, sample.logp.detach(), ref_logp
         )
+        rollouts.extras.update(extras)
         rehearsal = None
         if self._needs("needs_rehearsal"):
             with torch.no_grad():

@@ -60,3 +60,29 @@ def test_28x28_frame_and_limit_train():
 def test_bad_options_are_explained(kwargs, match):
     with pytest.raises(ValueError, match=match):
         MNISTDataModule(source="offline", **kwargs)
+
+
+def test_jitter_augments_training_batches_only():
+    from geozoo.data.transforms import random_jitter
+
+    dm = MNISTDataModule(
+        source="offline",
+        pad_to=None,
+        test_sets=["clean"],
+        limit_train=8,
+        train_augment="jitter",
+        jitter={"max_shift": 3.0},
+    )
+    dm.setup()
+    batch = dm.datasets["train"].tensors
+    assert dm.on_after_batch_transfer(batch, 0) is batch  # no trainer: nothing changes
+
+    class Training:
+        training = True
+
+    dm.trainer = Training()
+    images, labels = dm.on_after_batch_transfer(batch, 0)
+    assert torch.equal(labels, batch[1])
+    assert torch.equal(images, random_jitter(batch[0], seed=1, max_shift=3.0))
+    with pytest.raises(ValueError, match="train_augment='jitter'"):
+        MNISTDataModule(source="offline", jitter={"max_shift": 3.0})

@@ -86,3 +86,26 @@ def test_random_rotation_is_seeded_and_preserves_ink(digits):
 def test_pad_to_rejects_shrinking(digits):
     with pytest.raises(ValueError, match="cannot pad"):
         pad_to(digits, 20)
+
+
+def test_random_jitter_is_seeded_small_and_in_frame(digits):
+    from geozoo.data.transforms import random_jitter
+
+    a, b = random_jitter(digits, seed=1), random_jitter(digits, seed=1)
+    assert a.shape == digits.shape and torch.equal(a, b)
+    assert not torch.equal(a, random_jitter(digits, seed=2))
+    assert a.min() >= 0 and a.max() <= 1
+    # small distortions: most of the ink stays, and nothing moves without the options
+    ratio = a.sum((1, 2, 3)) / digits.sum((1, 2, 3))
+    assert ratio.min() > 0.7 and ratio.max() < 1.3, ratio
+    still = random_jitter(
+        digits, 5, max_rotation_deg=0, max_shear=0, scale_range=(1, 1), max_shift=0
+    )
+    assert torch.allclose(still, digits, atol=1e-5)
+    # a pure shift of 2 pixels moves the ink's centre of mass by about 2 pixels at most
+    shifted = random_jitter(digits, 5, max_rotation_deg=0, max_shear=0, scale_range=(1, 1))
+    cols = torch.arange(28.0)
+    centre = lambda x: (x.sum((1, 2)) * cols).sum(-1) / x.sum((1, 2, 3))  # noqa: E731
+    assert (centre(shifted) - centre(digits)).abs().max() <= 2.01
+    with pytest.raises(ValueError, match="scale_range"):
+        random_jitter(digits, 0, scale_range=(1.2, 0.8))
