@@ -4,6 +4,7 @@ split-face symmetry loss, several seeds, evaluated on pairs of held-out identiti
 
     python scripts/reproduce_symface.py --out runs/symface             # 3 seeds x 2 methods
     python scripts/reproduce_symface.py --seeds 0 --out runs/quick     # one seed each
+    python scripts/reproduce_symface.py --methods symface --seeds 1     # one arm, one seed
 
 Recipes: ``configs/symface_baseline_arcface_synthfaces.yaml`` (ArcFace) and
 ``configs/symface_arcface_synthfaces.yaml`` (ArcFace + split-face loss); each run goes through
@@ -12,7 +13,8 @@ checkpoint under ``OUT/METHOD/seedN``, so the zoo entry can be published from th
 with ``geozoo zoo export`` (printed at the end). Metrics (held-out test pairs, in percent):
 10-fold verification accuracy, TAR at FAR = 1e-3, ROC AUC, and the mean cosine distance between
 the embedding of a face and of its mirror image. Prints a markdown table, mean +- std (n - 1)
-over seeds, and writes every number to ``OUT/results.json``.
+over seeds, and writes every number to ``OUT/results.json``; runs already there (of other
+methods or seeds, e.g. from parallel invocations on one ``OUT``) are kept and tabulated.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from geozoo.zoo.evaluate import held_out_loaders
 from geozoo.zoo.pretrained import embedding_mirror_distance, verification_metrics
 from geozoo.zoo.recipes import train_recipe
 
-#: method -> (folder name, recipe)
+#: method -> (folder name, recipe); ``--methods`` takes the folder names
 METHODS = {
     "ArcFace": ("arcface", "configs/symface_baseline_arcface_synthfaces.yaml"),
     "ArcFace + split-face (SymFace)": ("symface", "configs/symface_arcface_synthfaces.yaml"),
@@ -65,18 +67,29 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--out", type=Path, default=Path("runs/symface"))
+    folders = [name for name, _ in METHODS.values()]
+    parser.add_argument("--methods", nargs="+", choices=folders, default=folders)
     parser.add_argument(
         "overrides", nargs="*", help="recipe overrides after --, e.g. -- --trainer.max_epochs=2"
     )
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    results: dict[str, dict[str, dict]] = {}
+    results_file = args.out / "results.json"
     for seed in args.seeds:  # seed-major: an interrupted run still compares the methods
         for method, (name, recipe) in METHODS.items():
+            if name not in args.methods:
+                continue
             trained = run(name, recipe, seed, args.out, args.overrides)
+            results = json.loads(results_file.read_text()) if results_file.exists() else {}
             results.setdefault(method, {})[str(seed)] = trained
-            (args.out / "results.json").write_text(json.dumps(results, indent=2))
-            print(method, seed, results[method][str(seed)], flush=True)
+            results_file.write_text(json.dumps(results, indent=2))
+            print(method, seed, trained, flush=True)
+    results = json.loads(results_file.read_text())
+    results = {
+        method: {seed: r for seed, r in results.get(method, {}).items() if int(seed) in args.seeds}
+        for method in METHODS
+        if results.get(method)
+    }
     header = "| method | " + " | ".join(COLUMNS.values()) + " |"
     print(f"\nheld-out synthetic identities, {len(args.seeds)} seeds, mean ± std\n")
     print(header)
@@ -84,7 +97,7 @@ def main() -> None:
     for method, per_seed in results.items():
         cells = [summary([r[key] for r in per_seed.values()]) for key in COLUMNS]
         print(f"| {method} | " + " | ".join(cells) + " |")
-    symface = [r["checkpoint"] for r in results[list(METHODS)[1]].values()]
+    symface = [r["checkpoint"] for r in results.get(list(METHODS)[1], {}).values()]
     print(
         "\npublish the SymFace runs: geozoo zoo export "
         + " ".join(symface)

@@ -18,8 +18,7 @@ without gradient, and keeps its last state.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -28,6 +27,7 @@ from torch import Tensor, nn
 
 from geozoo.augment.operations import check_images
 from geozoo.augment.spaces import AugmentationSpace
+from geozoo.nn.batchnorm import batchnorm_statistics_kept
 
 __all__ = [
     "ChainResult",
@@ -134,25 +134,6 @@ def _check_chain(chain_length: int, temperature: float) -> None:
         or temperature == float("inf")
     ):
         raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
-
-
-@contextlib.contextmanager
-def batchnorm_statistics_kept(network: nn.Module) -> Iterator[None]:
-    """Batch-norm layers in training mode normalise by batch statistics without updating their
-    running statistics inside the block, so forward passes that only score proposals do not
-    train them (and leave the tensors a pending backward pass saved untouched)."""
-    switched = [
-        m
-        for m in network.modules()
-        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training and m.track_running_stats
-    ]
-    for module in switched:
-        module.track_running_stats = False
-    try:
-        yield
-    finally:
-        for module in switched:
-            module.track_running_stats = True
 
 
 class MetropolisHastingsAugmenter:

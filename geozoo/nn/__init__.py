@@ -10,6 +10,7 @@ from geozoo.nn.affine_conv import (
     GroupPool,
 )
 from geozoo.nn.attention import ReducedSelfAttention, ReducedTransformerBlock
+from geozoo.nn.batchnorm import batchnorm_statistics_kept
 from geozoo.nn.canonicalize import MomentCanonicalization
 from geozoo.nn.checks import check_images
 from geozoo.nn.margin_heads import AdaFaceHead, ArcFaceHead, CosFaceHead, MarginHead
@@ -35,6 +36,7 @@ __all__ = [
     "ReducedTransformerBlock",
     "RiemannianAdam",
     "SteerableConvBlock",
+    "batchnorm_statistics_kept",
     "check_images",
 ]
 

@@ -14,10 +14,13 @@ term (``weight_by_frontalness=True``) and faces with rho below ``threshold`` con
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from geozoo.nn.batchnorm import batchnorm_statistics_kept
 from geozoo.objectives.base import Objective, ObjectiveOutput, StepContext, as_scalar
 
 __all__ = [
@@ -161,6 +164,10 @@ class SplitFaceSymmetry(Objective):
             parameters are trained with the task's).
         max_offset: ``max_offset`` of :func:`frontalness_from_landmarks`.
         resolution, tolerance: those of :func:`frontalness_from_image`.
+        keep_batchnorm_statistics: embed the halves without updating the network's batch-norm
+            running statistics (default), so the evaluated network's statistics are those of
+            whole faces only (the paper does not say; re-estimating the statistics of a network
+            trained without this from whole faces raised its verification accuracy 0.45 points).
     """
 
     def __init__(
@@ -175,6 +182,7 @@ class SplitFaceSymmetry(Objective):
         max_offset: float = 0.5,
         resolution: int = 4,
         tolerance: float = 0.25,
+        keep_batchnorm_statistics: bool = True,
     ) -> None:
         super().__init__(weight=weight, name="split_face")
         if distance not in ("cosine", "l2"):
@@ -191,6 +199,7 @@ class SplitFaceSymmetry(Objective):
         self.half_network = half_network
         self.max_offset = float(max_offset)
         self.resolution, self.tolerance = int(resolution), float(tolerance)
+        self.keep_batchnorm_statistics = bool(keep_batchnorm_statistics)
 
     def frontalness(self, images: Tensor, landmarks: Tensor | None = None) -> Tensor:
         """rho of each face, ``(N,)`` in [0, 1]."""
@@ -229,7 +238,11 @@ class SplitFaceSymmetry(Objective):
             return ObjectiveOutput(zero, logs)
         left, right = self._inputs(images[keep])
         network = self.half_network if self.half_network is not None else ctx.network
-        embeddings = network(torch.cat([left, right]))
+        kept = (
+            batchnorm_statistics_kept if self.keep_batchnorm_statistics else contextlib.nullcontext
+        )
+        with kept(network):
+            embeddings = network(torch.cat([left, right]))
         distances = self.pair_distance(*embeddings.chunk(2))
         weights = rho[keep] if self.weight_by_frontalness else torch.ones_like(distances)
         loss = zero + (weights.to(distances) * distances).sum() / len(images)

@@ -71,6 +71,30 @@ def test_loss_is_positive_for_asymmetric_faces() -> None:
         assert float(loss.detach()) > 0
 
 
+@pytest.mark.parametrize("keep", [True, False])
+def test_halves_leave_the_batchnorm_statistics_to_whole_faces(keep: bool) -> None:
+    torch.manual_seed(0)
+    images = torch.rand(6, 3, 32, 32)
+    network = FaceEmbeddingNet().train()
+    ctx = _ctx(images, network)  # the task's own forward pass on whole faces
+    norms = [m for m in network.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    assert norms, "the test needs a network with batch norm"
+    before = [
+        (m.running_mean.clone(), m.running_var.clone(), int(m.num_batches_tracked)) for m in norms
+    ]
+    objective = SplitFaceSymmetry(threshold=0.0, keep_batchnorm_statistics=keep)
+    loss, _ = objective(ctx)
+    loss.backward()
+    unchanged = [
+        torch.equal(m.running_mean, mean)
+        and torch.equal(m.running_var, var)
+        and int(m.num_batches_tracked) == count
+        for m, (mean, var, count) in zip(norms, before, strict=True)
+    ]
+    assert all(unchanged) if keep else not any(unchanged)
+    assert all(m.track_running_stats for m in norms)
+
+
 def test_loss_is_the_frontalness_weighted_mean_distance() -> None:
     torch.manual_seed(1)
     network = FaceEmbeddingNet().eval()
