@@ -26,6 +26,7 @@ import json
 import logging
 import re
 import statistics
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -75,11 +76,12 @@ class EpochRecorder(L.Callback):
 
 def train(arm: str, seed: int, overrides: list[str]) -> dict:
     recipe = ROOT / "configs" / f"daug_{arm}_mnist.yaml"
-    args = ["--config", str(recipe), f"--seed_everything={seed}", *overrides]
-    cli = lightning_cli(args, run=False)
-    recorder = EpochRecorder()
-    cli.trainer.callbacks.append(recorder)
-    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    with tempfile.TemporaryDirectory() as folder:  # Lightning's config.yaml goes there
+        args = ["--config", str(recipe), f"--seed_everything={seed}", *overrides]
+        cli = lightning_cli([*args, f"--trainer.default_root_dir={folder}"], run=False)
+        recorder = EpochRecorder()
+        cli.trainer.callbacks.append(recorder)
+        cli.trainer.fit(cli.model, datamodule=cli.datamodule)
     data = cli.datamodule
     loaders = dict(zip(data.test_set_names, data.test_dataloader()))
     metrics = classification_metrics(cli.model.network.cpu(), loaders, 10)

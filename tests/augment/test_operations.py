@@ -178,3 +178,13 @@ def test_bad_input_is_reported() -> None:
         OperationSpace(["rotate"], levels=0)
     with pytest.raises(ValueError, match=r"shape \(2, 3\)"):
         OperationSpace(["rotate"]).apply(x, torch.zeros(2, 2))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_operations_run_on_the_images_device() -> None:
+    x = _images(n=len(NAMES))
+    space = OperationSpace(NAMES, levels=4)
+    params = space.sample(len(x), torch.Generator().manual_seed(0))
+    on_gpu = space.apply(x.cuda(), params.cuda())
+    assert on_gpu.device.type == "cuda"
+    assert torch.allclose(on_gpu.cpu(), space.apply(x, params), atol=1e-4)

@@ -196,6 +196,11 @@ def test_recipes_differ_only_in_their_objectives(dataset: str) -> None:
     assert uniform.get("maximum") == constrained.get("maximum")
 
 
+def test_zoo_recipe_is_the_constrained_arm() -> None:
+    # the zoo names a recipe after its entry; this copy must not drift from the experiment's
+    assert _recipe("cnn_mcmcaug_mnist") == _recipe("daug_mh_mnist")
+
+
 @pytest.mark.parametrize("arm", ["uniform", "mh"])
 def test_cifar_recipes_build_without_the_data(arm: str, tmp_path) -> None:
     path = ROOT / "configs" / f"daug_{arm}_cifar10.yaml"
