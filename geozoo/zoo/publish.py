@@ -61,7 +61,14 @@ def target_folder(name: str, output_dir: str | Path | None) -> Path:
 
 
 def check_target(folder: Path, force: bool) -> None:
-    """Refuse to overwrite a published checkpoint unless ``force`` (checked before training)."""
+    """Refuse to overwrite a published checkpoint unless ``force``, and any other non-empty folder
+    always (publishing replaces the whole folder; checked before training)."""
+    if folder.is_dir() and not (folder / CONFIG_FILE).exists() and any(folder.iterdir()):
+        raise FileExistsError(
+            f"{folder.resolve()} is not empty and holds no zoo entry ({CONFIG_FILE}): publishing "
+            "replaces the whole folder, so give an absent or empty folder, or an entry's own "
+            "folder (e.g. models/NAME, not models)"
+        )
     if (folder / CONFIG_FILE).exists() and not force:
         raise FileExistsError(
             f"{folder.resolve()} already holds a checkpoint: pass --force (force=True) to "

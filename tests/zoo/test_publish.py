@@ -70,6 +70,13 @@ def test_publishing_refuses_existing_folders_and_incomplete_runs(tmp_path, capsy
     assert _train(tmp_path) == 2
     assert f"{folder.resolve()} already holds a checkpoint: pass --force" in capsys.readouterr().err
     assert (folder / "config.json").read_text() == "{}"
+    # a folder of other things (e.g. the whole zoo, models/) is never replaced, even with --force
+    other = tmp_path / "other"
+    (other / "cnn_mnist").mkdir(parents=True)
+    (other / "cnn_mnist" / "config.json").write_text("{}")
+    assert _train(tmp_path, force=True, output="other") == 2
+    assert "is not empty and holds no zoo entry" in capsys.readouterr().err
+    assert (other / "cnn_mnist" / "config.json").read_text() == "{}"
     for extra, reason in [
         ("--trainer.fast_dev_run=true", "fast_dev_run"),
         ("--trainer.limit_train_batches=0.5", "limit_train_batches=0.5 runs 1 of 2"),
