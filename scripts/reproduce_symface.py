@@ -5,6 +5,7 @@ split-face symmetry loss, several seeds, evaluated on pairs of held-out identiti
     python scripts/reproduce_symface.py --out runs/symface             # 3 seeds x 2 methods
     python scripts/reproduce_symface.py --seeds 0 --out runs/quick     # one seed each
     python scripts/reproduce_symface.py --methods symface --seeds 1     # one arm, one seed
+    python scripts/reproduce_symface.py --methods --out runs/symface   # only the table
 
 Recipes: ``configs/symface_baseline_arcface_synthfaces.yaml`` (ArcFace) and
 ``configs/symface_arcface_synthfaces.yaml`` (ArcFace + split-face loss); each run goes through
@@ -68,7 +69,13 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--out", type=Path, default=Path("runs/symface"))
     folders = [name for name, _ in METHODS.values()]
-    parser.add_argument("--methods", nargs="+", choices=folders, default=folders)
+    parser.add_argument(
+        "--methods",
+        nargs="*",
+        choices=folders,
+        default=folders,
+        help="arms to train (none: only print the table of OUT's results)",
+    )
     parser.add_argument(
         "overrides", nargs="*", help="recipe overrides after --, e.g. -- --trainer.max_epochs=2"
     )

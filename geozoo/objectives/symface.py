@@ -166,8 +166,8 @@ class SplitFaceSymmetry(Objective):
         resolution, tolerance: those of :func:`frontalness_from_image`.
         keep_batchnorm_statistics: embed the halves without updating the network's batch-norm
             running statistics (default), so the evaluated network's statistics are those of
-            whole faces only (the paper does not say; re-estimating the statistics of a network
-            trained without this from whole faces raised its verification accuracy 0.45 points).
+            whole faces only (the paper does not say; letting half faces into them lowered held-out
+            verification accuracy here, see docs/symface.md).
     """
 
     def __init__(
