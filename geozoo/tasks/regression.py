@@ -34,6 +34,10 @@ class RegressionTask(ObjectiveTask):
         lr_scheduler: optional scheduler factory; ``ReduceLROnPlateau`` monitors ``val/loss``.
         ade_dims: log the average displacement error of trajectories with this many coordinates
             per point.
+        step_logs: log training values at every step (Lightning's ``self.log``).  With
+            ``False`` they are summed on the device and logged once per epoch as epoch means
+            (the same ``train/...`` keys, no per-step logging work or host synchronisation): the
+            fast path for small models, whose steps cost less than logging them.
     """
 
     default_objectives = (MeanSquaredError,)
@@ -45,18 +49,45 @@ class RegressionTask(ObjectiveTask):
         optimizer: OptimizerCallable = default_adam,
         lr_scheduler: LRSchedulerCallable | None = None,
         ade_dims: int | None = None,
+        step_logs: bool = True,
     ) -> None:
         super().__init__(network, objectives, optimizer, lr_scheduler)
         if ade_dims is not None and ade_dims < 1:
             raise ValueError(f"ade_dims must be a positive number of coordinates, got {ade_dims}")
         self.ade_dims = ade_dims
+        self.step_logs = step_logs
+        # per set of keys: batch-size-weighted sums of the epoch's training values, and the count
+        self._epoch_sums: dict[tuple[str, ...], list] = {}
 
     def _log_errors(self, prefix: str, outputs: Tensor, targets: Tensor) -> None:
         outputs, targets = outputs.detach().float(), targets.float()
         values = {f"{prefix}/mse": F.mse_loss(outputs, targets)}
         if self.ade_dims:
             values[f"{prefix}/ade"] = average_displacement_error(outputs, targets, self.ade_dims)
-        self.log_dict(values, on_epoch=True, add_dataloader_idx=False, batch_size=len(outputs))
+        if self.step_logs or prefix != "train":
+            self.log_dict(values, on_epoch=True, add_dataloader_idx=False, batch_size=len(outputs))
+        else:
+            self.log_step(values, "train", len(outputs))
+
+    def log_step(self, values: dict[str, Tensor], stage: str, batch_size: int) -> None:
+        if self.step_logs or stage != "train":
+            super().log_step(values, stage, batch_size)
+            return
+        keys = tuple(values)
+        stacked = torch.stack([v.float() for v in values.values()]) * batch_size
+        entry = self._epoch_sums.get(keys)
+        if entry is None:
+            self._epoch_sums[keys] = [stacked, batch_size]
+        else:
+            entry[0] = entry[0] + stacked
+            entry[1] += batch_size
+
+    def on_train_epoch_end(self) -> None:
+        for keys, (sums, count) in self._epoch_sums.items():
+            means = (sums / count).unbind()
+            self.log_dict(dict(zip(keys, means)), on_epoch=True, add_dataloader_idx=False)
+        self._epoch_sums.clear()
+        super().on_train_epoch_end()
 
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
         loss, outputs, targets = self.objectives_step(batch, "train")
