@@ -452,19 +452,17 @@ def describe(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
-BEGIN, END = "<!-- softeq-results:begin -->", "<!-- softeq-results:end -->"
-
-
-def write_block(path: str, text: str) -> None:
-    """Replace the text between the result markers of ``path``."""
+def write_block(path: str, text: str, block: str = "results") -> None:
+    """Replace the text between the ``<!-- softeq-{block}:begin/end -->`` markers of ``path``."""
+    begin, end = f"<!-- softeq-{block}:begin -->", f"<!-- softeq-{block}:end -->"
     with open(path) as f:
         doc = f.read()
-    if BEGIN not in doc or END not in doc:
-        raise ValueError(f"{path} has no {BEGIN} ... {END} block to write the tables into")
-    head, rest = doc.split(BEGIN, 1)
-    tail = rest.split(END, 1)[1]
+    if begin not in doc or end not in doc:
+        raise ValueError(f"{path} has no {begin} ... {end} block to write the tables into")
+    head, rest = doc.split(begin, 1)
+    tail = rest.split(end, 1)[1]
     with open(path, "w") as f:
-        f.write(f"{head}{BEGIN}\n{text}\n{END}{tail}")
+        f.write(f"{head}{begin}\n{text}\n{end}{tail}")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -35,9 +35,11 @@ class RegressionTask(ObjectiveTask):
         ade_dims: log the average displacement error of trajectories with this many coordinates
             per point.
         step_logs: log training values at every step (Lightning's ``self.log``).  With
-            ``False`` they are summed on the device and logged once per epoch as epoch means
-            (the same ``train/...`` keys, no per-step logging work or host synchronisation): the
-            fast path for small models, whose steps cost less than logging them.
+            ``False`` they are summed on the device and logged at the end of the first epoch
+            that completes ``trainer.log_every_n_steps`` steps since the last log (and of the
+            last epoch), as means over those steps, under the same ``train/...`` keys: no
+            per-step logging work or host synchronisation.  The fast path for small models,
+            whose steps cost less than a single ``self.log``.
     """
 
     default_objectives = (MeanSquaredError,)
@@ -58,6 +60,7 @@ class RegressionTask(ObjectiveTask):
         self.step_logs = step_logs
         # per set of keys: batch-size-weighted sums of the epoch's training values, and the count
         self._epoch_sums: dict[tuple[str, ...], list] = {}
+        self._steps_since_log = 0
 
     def _log_errors(self, prefix: str, outputs: Tensor, targets: Tensor) -> None:
         outputs, targets = outputs.detach().float(), targets.float()
@@ -83,11 +86,22 @@ class RegressionTask(ObjectiveTask):
             entry[1] += batch_size
 
     def on_train_epoch_end(self) -> None:
-        for keys, (sums, count) in self._epoch_sums.items():
-            means = (sums / count).unbind()
-            self.log_dict(dict(zip(keys, means)), on_epoch=True, add_dataloader_idx=False)
-        self._epoch_sums.clear()
+        if self._epoch_sums and self._log_accumulated_now():
+            for keys, (sums, count) in self._epoch_sums.items():
+                means = (sums / count).unbind()
+                self.log_dict(dict(zip(keys, means)), on_epoch=True, add_dataloader_idx=False)
+            self._epoch_sums.clear()
+            self._steps_since_log = 0
         super().on_train_epoch_end()
+
+    def _log_accumulated_now(self) -> bool:
+        trainer = self.trainer
+        self._steps_since_log += trainer.num_training_batches
+        last = trainer.should_stop or (
+            trainer.max_epochs is not None and self.current_epoch + 1 >= trainer.max_epochs
+        )
+        last = last or 0 < trainer.max_steps <= self.global_step
+        return last or self._steps_since_log >= trainer.log_every_n_steps
 
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
         loss, outputs, targets = self.objectives_step(batch, "train")
