@@ -46,6 +46,7 @@ __all__ = [
     "get_group",
     "tensor",
     "tensor_features",
+    "tensor_product_order",
 ]
 
 
@@ -238,12 +239,13 @@ def tensor_features(x: Tensor, rep_a: Rep, y: Tensor, rep_b: Rep, d: int) -> Ten
     """
     n = x.shape[0]
     outer = (x[:, :, None] * y[:, None, :]).reshape(n, -1)
-    return outer.index_select(1, _product_order(rep_a, rep_b, d).to(x.device))
+    return outer.index_select(1, tensor_product_order(rep_a, rep_b, d).to(x.device))
 
 
 @lru_cache(maxsize=256)
-def _product_order(rep_a: Rep, rep_b: Rep, d: int) -> Tensor:
-    """Where each feature of :func:`tensor_features` sits in the row-major outer product."""
+def tensor_product_order(rep_a: Rep, rep_b: Rep, d: int) -> Tensor:
+    """Where each feature of :func:`tensor_features` sits in the row-major outer product
+    ``(x[:, :, None] * y[:, None, :]).reshape(n, -1)`` (a permutation of its columns)."""
     width_b = rep_b.size(d)
     index = []
     for _, ma, sa in rep_a.block_slices(d):
