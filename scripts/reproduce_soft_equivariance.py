@@ -356,14 +356,17 @@ def _stats(values: list[float]) -> tuple[float, float]:
     return float(t.mean()), float(t.std()) if len(t) > 1 else 0.0
 
 
-def summarize(results: list[dict], tasks: list[str], methods: list[str]) -> str:
-    """Markdown: test metric per method and task, the strengths (with the windowed penalties
-    they came from), and the verdict against the best baseline."""
-    runs = {
+def _runs(results: list[dict], tasks: list[str], methods: list[str]) -> dict:
+    return {
         (t, m): [r for r in results if r["task"] == t and r["method"] == m]
         for t in tasks
         for m in methods
     }
+
+
+def results_table(results: list[dict], tasks: list[str], methods: list[str]) -> str:
+    """Markdown table of the test metric, mean ± std over seeds, per method and task."""
+    runs = _runs(results, tasks, methods)
     head = " | ".join(f"{t} ({TASKS[t].metric.upper()})" for t in tasks)
     lines = [f"| method | {head} |", "|---" * (len(tasks) + 1) + "|"]
     for m in methods:
@@ -376,7 +379,15 @@ def summarize(results: list[dict], tasks: list[str], methods: list[str]) -> str:
             mean, std = _stats([r["test"] for r in rs])
             cells.append(f"{mean:.4f} ± {std:.4f}" + (f" ({len(rs)})" if len(rs) != 3 else ""))
         lines.append(f"| {m} | " + " | ".join(cells) + " |")
-    lines += ["", "Mean ± std over seeds (3 unless a count is given in brackets).", ""]
+    lines += ["", "Mean ± std over seeds (3 unless a count is given in brackets)."]
+    return "\n".join(lines)
+
+
+def summarize(results: list[dict], tasks: list[str], methods: list[str]) -> str:
+    """Markdown: :func:`results_table`, the strengths (with the windowed penalties they came
+    from), the equivariant subspaces' dimensions and the comparison with the best baseline."""
+    runs = _runs(results, tasks, methods)
+    lines = [results_table(results, tasks, methods), ""]
     lines += [
         "| task / method | strengths (mean) | windowed R_g at the adjustment (mean) | true group "
         "strongest |",
@@ -447,22 +458,26 @@ def describe(results: list[dict]) -> str:
         minutes = sum(r["seconds"] for r in rs) / 60
         lines.append(
             f"- {t}: `{name}` protocol, {epochs[0]} epochs{scaled}, {steps[0]} steps per run, "
-            f"{len(rs)} runs, {minutes:.1f} CPU-minutes"
+            f"{len(rs)} runs, {minutes:.1f} minutes of training (wall clock, shared machine)"
         )
     return "\n".join(lines)
 
 
-def write_block(path: str, text: str, block: str = "results") -> None:
-    """Replace the text between the ``<!-- softeq-{block}:begin/end -->`` markers of ``path``."""
+def write_block(path: str, text: str, block: str = "results", required: bool = True) -> bool:
+    """Replace the text between the ``<!-- softeq-{block}:begin/end -->`` markers of ``path``;
+    without the markers raise (``required``) or return ``False``."""
     begin, end = f"<!-- softeq-{block}:begin -->", f"<!-- softeq-{block}:end -->"
     with open(path) as f:
         doc = f.read()
     if begin not in doc or end not in doc:
-        raise ValueError(f"{path} has no {begin} ... {end} block to write the tables into")
+        if required:
+            raise ValueError(f"{path} has no {begin} ... {end} block to write the tables into")
+        return False
     head, rest = doc.split(begin, 1)
     tail = rest.split(end, 1)[1]
     with open(path, "w") as f:
         f.write(f"{head}{begin}\n{text}\n{end}{tail}")
+    return True
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -489,7 +504,8 @@ def main(argv: list[str] | None = None) -> None:
         "--write-doc",
         nargs="*",
         default=[],
-        help="with --summarize: write the tables between the result markers of these files",
+        help="with --summarize: write the tables into these files' <!-- softeq-results --> "
+        "(everything) or <!-- softeq-table --> (the main table) blocks",
     )
     args = parser.parse_args(argv)
     if args.summarize:
@@ -501,8 +517,11 @@ def main(argv: list[str] | None = None) -> None:
         methods = [m for m in METHODS if any(r["method"] == m for r in results)]
         text = describe(results) + "\n\n" + summarize(results, tasks, methods)
         print(text)
-        for path in args.write_doc:
-            write_block(path, text)
+        table = describe(results) + "\n\n" + results_table(results, tasks, methods)
+        for path in args.write_doc:  # the full text, or only the main table (README)
+            full = write_block(path, text, "results", required=False)
+            if not (write_block(path, table, "table", required=False) or full):
+                raise ValueError(f"{path} has no softeq-results or softeq-table block")
         return
     name = "quick" if args.quick else args.protocol
     seeds = args.seeds or (1 if name == "quick" else 3)
