@@ -63,7 +63,7 @@ class _Losses(L.Callback):
         self.losses.append(float(outputs["loss"]))
 
 
-def _fit(fast: bool) -> tuple[list[float], dict[str, float]]:
+def _fit(fast: bool, log_every: int = 3) -> tuple[list[float], dict[str, float], dict]:
     L.seed_everything(0, verbose=False)
     data = ModifiedInertiaDataModule(
         num_train=120, num_val=40, num_test=40, batch_size=50, seed=3, tensor_batches=fast
@@ -87,7 +87,7 @@ def _fit(fast: bool) -> tuple[list[float], dict[str, float]]:
         enable_model_summary=False,
         callbacks=[losses],
         num_sanity_val_steps=0,
-        log_every_n_steps=3,  # one epoch: the fast path then logs every epoch's means
+        log_every_n_steps=log_every,  # 3 = one epoch: the fast path logs every epoch's means
         accelerator="cpu",
         devices=1,
     )
@@ -111,3 +111,10 @@ def test_fast_path_gives_the_dataloader_path_losses_and_logs() -> None:
         fast_key = key.removesuffix("_epoch")
         assert fast_logs[fast_key] == pytest.approx(slow_logs[key], rel=1e-5), key
     assert not any(k.endswith("_step") for k in fast_logs)
+
+
+def test_fast_path_pools_the_steps_between_logs() -> None:
+    losses, logs, _ = _fit(fast=True, log_every=50)  # fewer steps than that: one log at the end
+    sizes = [50, 50, 20] * 3
+    expected = sum(b * v for b, v in zip(sizes, losses)) / sum(sizes)
+    assert logs["train/loss"] == pytest.approx(expected, rel=1e-5)
