@@ -2,7 +2,13 @@
 on geozoo's generated tasks: every method on every task with several seeds, one protocol.
 
     python scripts/reproduce_soft_equivariance.py            # 3 seeds, 6 methods, 30 epochs
-    python scripts/reproduce_soft_equivariance.py --quick    # 1 seed, all 7 methods, 16 epochs
+    python scripts/reproduce_soft_equivariance.py --quick    # 1 seed, all methods, 16 epochs
+    python scripts/reproduce_soft_equivariance.py --protocol paper --tasks motion --json m.json
+    python scripts/reproduce_soft_equivariance.py --summarize m.json ... --write-doc FILE.md
+
+``--protocol paper`` is the paper's budget per task (see ``PAPER``; about three hours of one
+CPU core for all tasks, methods and 3 seeds); ``--epochs`` rescales any protocol (T_adj and the
+selection start follow), and the summary then says which tasks did not run at full budget.
 
 Methods (identical data, optimiser, epochs, batch size and model selection for all):
 
@@ -12,12 +18,15 @@ Methods (identical data, optimiser, epochs, batch size and model selection for a
 * ``rpp``: Residual Pathway Priors over the full group (W = P V + U, L2 priors 1e-5 / 1).
 * ``per``: the soft model (unconstrained EMLP-shaped network) with
   :class:`geozoo.objectives.MixedSymmetryRegularizer` (projection form, one-shot tuning).
+* ``per_norm``: ``per`` with each penalty divided by the number of directions its group
+  constrains (``normalize=True``; geozoo's variant, not the paper's).
 * ``per_cont``: the same with the continuous strength schedule.
 * ``mlp_sample``: the plain MLP with the sample-form mixed regularizer (one-shot tuning).
 
 Prints a markdown table of test MSE (ADE for motion) as mean +- std over seeds, and the
 strengths each regularized method ended with (mean over seeds).  Model selection: the weights
-with the best validation error, checked every ``val_every`` epochs over the whole run.
+with the best validation error, checked every ``val_every`` epochs (from 2 T_adj on in the
+paper's protocol).
 """
 
 from __future__ import annotations
