@@ -20,7 +20,7 @@ Methods (identical data, optimiser, epochs, batch size and model selection for a
   :class:`geozoo.objectives.MixedSymmetryRegularizer` (projection form, one-shot tuning).
 * ``per_norm``: ``per`` with each penalty divided by the number of directions its group
   constrains (``normalize=True``; geozoo's variant, not the paper's).
-* ``per_cont``: the same with the continuous strength schedule.
+* ``per_cont``: ``per`` with the continuous strength schedule.
 * ``mlp_sample``: the plain MLP with the sample-form mixed regularizer (one-shot tuning).
 
 Prints a markdown table of test MSE (ADE for motion) as mean +- std over seeds, and the
