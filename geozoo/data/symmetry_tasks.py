@@ -27,6 +27,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, TensorDataset
 
 from geozoo.data.pointclouds import inertia_tensor
+from geozoo.data.tensor_batches import TensorBatches
 from geozoo.groups.representations import Rep, Scalar, Vector, tensor
 
 __all__ = [
@@ -209,6 +210,10 @@ class SymmetryTaskDataModule(L.LightningDataModule):
         normalize_targets: divide all targets by one scalar, the root mean square of the
             training targets (kept as ``target_scale``); a positive scalar commutes with every
             group action, so the symmetries are unchanged and the MSE becomes a relative MSE.
+        tensor_batches: serve batches as :class:`~geozoo.data.tensor_batches.TensorBatches`
+            (whole split tensors on the training device, one index per batch, the same shuffled
+            order as the ``DataLoader``) instead of a ``DataLoader``: many times cheaper per step
+            for these small models.
     """
 
     rep_in: Rep
@@ -223,6 +228,7 @@ class SymmetryTaskDataModule(L.LightningDataModule):
         batch_size: int = 500,
         seed: int = 0,
         normalize_targets: bool = False,
+        tensor_batches: bool = False,
     ) -> None:
         super().__init__()
         for label, value in (
@@ -235,6 +241,7 @@ class SymmetryTaskDataModule(L.LightningDataModule):
         self.num_train, self.num_val, self.num_test = num_train, num_val, num_test
         self.batch_size, self.seed = batch_size, seed
         self.normalize_targets = normalize_targets
+        self.tensor_batches = tensor_batches
         self.target_scale = 1.0
         self.splits: dict[str, TensorDataset] = {}
 
@@ -257,18 +264,30 @@ class SymmetryTaskDataModule(L.LightningDataModule):
             "test": TensorDataset(x[b:], y[b:]),
         }
 
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+    def _loader(self, split: str, shuffle: bool) -> DataLoader | TensorBatches:
         self.setup()
         size = self.batch_size if shuffle else 1000
-        return DataLoader(self.splits[split], batch_size=size, shuffle=shuffle)
+        if not self.tensor_batches:
+            return DataLoader(self.splits[split], batch_size=size, shuffle=shuffle)
+        trainer = self.trainer
+        placement = {}
+        if trainer is not None:
+            placement = {
+                "device": trainer.strategy.root_device,
+                "rank": trainer.global_rank,
+                "world_size": trainer.world_size,
+            }
+        return TensorBatches(
+            *self.splits[split].tensors, batch_size=size, shuffle=shuffle, **placement
+        )
 
-    def train_dataloader(self) -> DataLoader:
+    def train_dataloader(self) -> DataLoader | TensorBatches:
         return self._loader("train", True)
 
-    def val_dataloader(self) -> DataLoader:
+    def val_dataloader(self) -> DataLoader | TensorBatches:
         return self._loader("val", False)
 
-    def test_dataloader(self) -> DataLoader:
+    def test_dataloader(self) -> DataLoader | TensorBatches:
         return self._loader("test", False)
 
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 import torch
 from torch import Tensor
@@ -45,6 +46,7 @@ __all__ = [
     "get_group",
     "tensor",
     "tensor_features",
+    "tensor_product_order",
 ]
 
 
@@ -233,12 +235,24 @@ def tensor_features(x: Tensor, rep_a: Rep, y: Tensor, rep_b: Rep, d: int) -> Ten
     For every block pair the copies are combined copy-by-copy (outer product of copies ``i`` of
     ``x`` and ``j`` of ``y``, flattened row-major), which transforms by the product
     representation: ``(rho_a(g) x) (x) (rho_b(g) y) = (rho_a (x) rho_b)(g) (x (x) y)``.
+    Computed as one outer product of the whole feature vectors, reordered by one gather.
     """
     n = x.shape[0]
-    pieces = []
+    outer = (x[:, :, None] * y[:, None, :]).reshape(n, -1)
+    return outer.index_select(1, tensor_product_order(rep_a, rep_b, d).to(x.device))
+
+
+@lru_cache(maxsize=256)
+def tensor_product_order(rep_a: Rep, rep_b: Rep, d: int) -> Tensor:
+    """Where each feature of :func:`tensor_features` sits in the row-major outer product
+    ``(x[:, :, None] * y[:, None, :]).reshape(n, -1)`` (a permutation of its columns)."""
+    width_b = rep_b.size(d)
+    index = []
     for _, ma, sa in rep_a.block_slices(d):
-        xa = x[:, sa].reshape(n, ma, -1)
+        da = (sa.stop - sa.start) // ma
         for _, mb, sb in rep_b.block_slices(d):
-            yb = y[:, sb].reshape(n, mb, -1)
-            pieces.append((xa[:, :, None, :, None] * yb[:, None, :, None, :]).reshape(n, -1))
-    return torch.cat(pieces, dim=1)
+            db = (sb.stop - sb.start) // mb
+            rows = torch.arange(sa.start, sa.stop).reshape(ma, 1, da, 1)
+            cols = torch.arange(sb.start, sb.stop).reshape(1, mb, 1, db)
+            index.append((rows * width_b + cols).reshape(-1))
+    return torch.cat(index)

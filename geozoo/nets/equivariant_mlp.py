@@ -35,7 +35,7 @@ from torch import Tensor, nn
 
 from geozoo.groups import MatrixGroup, get_group
 from geozoo.groups.projection import equivariant_projector
-from geozoo.groups.representations import Rep, tensor_features
+from geozoo.groups.representations import Rep, tensor_product_order
 from geozoo.zoo.pretrained import InputSpec, PretrainedCfg, regression_metrics
 from geozoo.zoo.registry import register_model
 
@@ -152,6 +152,11 @@ class GatedNonlinearity(nn.Module):
         self.size = size
         self.register_buffer("gate_index", gate_index, persistent=False)
         self.register_buffer("scalar_mask", scalar_mask, persistent=False)
+        # gate copy -> its coordinates as a 0/1 matrix: one small product spreads the gates
+        # (cheaper than a gather, whose backward is a scatter)
+        spread = torch.zeros(copy, size)
+        spread[gate_index[~scalar_mask], torch.arange(size)[~scalar_mask]] = 1.0
+        self.register_buffer("spread", spread, persistent=False)
 
     @property
     def input_rep(self) -> Rep:
@@ -162,7 +167,7 @@ class GatedNonlinearity(nn.Module):
         values, gates = x[..., : self.size], x[..., self.size :]
         if gates.shape[-1] == 0:
             return F.silu(values)
-        gated = values * torch.sigmoid(gates)[..., self.gate_index]
+        gated = values * (torch.sigmoid(gates) @ self.spread.to(gates.dtype))
         return torch.where(self.scalar_mask, F.silu(values), gated)
 
 
@@ -186,26 +191,32 @@ class RepBilinear(nn.Module):
         group: MatrixGroup | str | None = None,
     ) -> None:
         super().__init__()
-        index, blocks = [], []
+        ranges, blocks = [], []
         wanted = {0: scalars, 1: vectors}
         for rank, mult, sl in rep_in.block_slices(dim):
             taken = sum(m for r, m in blocks if r == rank)
             take = min(wanted.get(rank, 0) - taken, mult)
             if take > 0:
-                index.extend(range(sl.start, sl.start + take * dim**rank))
+                ranges.append((sl.start, sl.start + take * dim**rank))
                 blocks.append((rank, take))
         if not blocks:
             raise ValueError(f"no scalar or vector copies in {rep_in} to form products from")
         self.sub_rep = Rep(tuple(blocks))
         self.dim = dim
-        self.register_buffer("index", torch.tensor(index, dtype=torch.long), persistent=False)
+        self.ranges = tuple(ranges)
         self.linear = RepLinear(self.sub_rep @ self.sub_rep, rep_out, dim, mode, group)
+        # the layer sees the plain outer product s s^T; its weight columns are reordered to it
+        # (from the product representation's layout) instead of gathering every example
+        order = tensor_product_order(self.sub_rep, self.sub_rep, dim)
+        self.register_buffer("column_order", torch.argsort(order), persistent=False)
         with torch.no_grad():  # start small, as a correction to the linear path
             self.linear.weight.mul_(0.1)
 
     def forward(self, x: Tensor) -> Tensor:
-        sub = x[..., self.index]
-        return self.linear(tensor_features(sub, self.sub_rep, sub, self.sub_rep, self.dim))
+        sub = torch.cat([x[..., a:b] for a, b in self.ranges], dim=-1)
+        outer = (sub[..., :, None] * sub[..., None, :]).flatten(-2)
+        weight = self.linear.effective_weight().index_select(1, self.column_order)
+        return F.linear(outer, weight, self.linear.effective_bias())
 
 
 class EquivariantMLP(nn.Module):

@@ -40,7 +40,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from geozoo.groups import MatrixGroup, get_group
-from geozoo.groups.projection import SparseLinearMap, sparse_projector
+from geozoo.groups.projection import sparse_projector
 from geozoo.groups.representations import Rep, Scalar
 from geozoo.objectives.base import Objective, ObjectiveOutput, StepContext
 from geozoo.objectives.sample_actions import (
@@ -73,16 +73,44 @@ def _rep_linears(network: nn.Module) -> list[nn.Module]:
     return layers
 
 
+class _HalfSquaredResiduals(torch.autograd.Function):
+    """``R_g = 1/2 ||theta - P_g theta||^2`` for every group from one sparse product.
+
+    ``I - P_g`` is an orthogonal projector, so ``dR_g / dtheta = (I - P_g) theta``: the backward
+    pass reuses the residuals of the forward pass instead of a second (transposed) product.
+    """
+
+    @staticmethod
+    def forward(ctx, theta: Tensor, matrix: Tensor, num_groups: int) -> Tensor:  # type: ignore[override]
+        residual = theta - torch.mv(matrix, theta).reshape(num_groups, -1)
+        ctx.save_for_backward(residual)
+        return 0.5 * residual.square().sum(-1)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # type: ignore[override]
+        (residual,) = ctx.saved_tensors
+        return grad @ residual, None, None
+
+
 class ProjectionPenaltyOperator:
     """All projections a projection-form regularizer needs, as one sparse matrix.
 
     For a fixed network and groups it stacks, for every group, the block-diagonal projector over
     the concatenated ``vec(W_l)`` and ``b_l`` of all ``RepLinear`` layers; one sparse product per
     step then gives ``P_g theta`` for every group (the projectors are orthogonal, so
-    ``R_g = 1/2 ||theta - P_g theta||^2`` is exactly the sum over layers of the paper's terms).
+    ``R_g = 1/2 ||theta - P_g theta||^2`` is exactly the sum over layers of the paper's terms,
+    and its gradient ``(I - P_g) theta`` needs no second product).  The operator is built once
+    per network and groups and cast once per dtype and device.
+
+    With ``normalize=True`` each ``R_g`` is divided by the dimension of the complement of the
+    ``G_g``-equivariant subspace (``size - rank P_g``): the mean squared residual per constrained
+    direction instead of the total, so groups with equivariant subspaces of different size are
+    compared per constraint (an option of geozoo, not of the paper).
     """
 
-    def __init__(self, network: nn.Module, groups: Sequence[MatrixGroup]) -> None:
+    def __init__(
+        self, network: nn.Module, groups: Sequence[MatrixGroup], normalize: bool = False
+    ) -> None:
         self.layers = _rep_linears(network)
         self.groups = tuple(groups)
         per_group = []
@@ -93,19 +121,23 @@ class ProjectionPenaltyOperator:
                 blocks.append(sparse_projector(group, layer.rep_out, Scalar))
             per_group.append(_sparse_block_diag(blocks))
         self.size = per_group[0].shape[0]
-        stacked = torch.cat(per_group, dim=0).coalesce()
-        self._matrix64 = stacked
+        # the trace of an orthogonal projector is its rank: the equivariant subspace's dimension
+        ranks = [_sparse_trace(p) for p in per_group]
+        self.equivariant_dims = tuple(round(r) for r in ranks)
+        scale = [1.0 / max(self.size - r, 1.0) if normalize else 1.0 for r in ranks]
+        self._scale64 = torch.tensor(scale, dtype=torch.float64)
+        self.normalize = normalize
+        self._matrix64 = torch.cat(per_group, dim=0).coalesce()
         self._cast: dict[tuple[torch.dtype, torch.device], tuple[Tensor, Tensor]] = {}
 
     def matrix(self, dtype: torch.dtype, device: torch.device) -> tuple[Tensor, Tensor]:
-        """The stacked projectors and their transpose as sparse CSR matrices."""
+        """The stacked projectors as a sparse CSR matrix, and the per-group scale factors."""
         key = (dtype, device)
         if key not in self._cast:
             with warnings.catch_warnings():  # "sparse CSR support is in beta"
                 warnings.simplefilter("ignore", UserWarning)
-                matrix = self._matrix64.to(device=device, dtype=dtype)
-                transpose = matrix.t().coalesce().to_sparse_csr()
-                self._cast[key] = (matrix.to_sparse_csr(), transpose)
+                matrix = self._matrix64.to(device=device, dtype=dtype).to_sparse_csr()
+            self._cast[key] = (matrix, self._scale64.to(device=device, dtype=dtype))
         return self._cast[key]
 
     def parameters_vector(self) -> Tensor:
@@ -117,10 +149,15 @@ class ProjectionPenaltyOperator:
 
     def __call__(self) -> Tensor:
         theta = self.parameters_vector()
-        matrix, transpose = self.matrix(theta.dtype, theta.device)
-        projected = SparseLinearMap.apply(matrix, transpose, theta.unsqueeze(-1))
-        projected = projected.reshape(len(self.groups), self.size)
-        return 0.5 * (theta - projected).square().sum(-1)
+        matrix, scale = self.matrix(theta.dtype, theta.device)
+        values = _HalfSquaredResiduals.apply(theta, matrix, len(self.groups))
+        return values * scale if self.normalize else values
+
+
+def _sparse_trace(matrix: Tensor) -> float:
+    matrix = matrix.coalesce()
+    rows, cols = matrix.indices()
+    return float(matrix.values()[rows == cols].sum())
 
 
 def _sparse_block_diag(blocks: Sequence[Tensor]) -> Tensor:
@@ -140,15 +177,20 @@ _OPERATORS: weakref.WeakKeyDictionary[nn.Module, dict[tuple, ProjectionPenaltyOp
 )
 
 
-def projection_penalties(network: nn.Module, groups: Sequence[MatrixGroup | str]) -> Tensor:
+def projection_penalties(
+    network: nn.Module, groups: Sequence[MatrixGroup | str], normalize: bool = False
+) -> Tensor:
     """``(R_g)_g`` with ``R_g = sum_l 1/2 (||W_l - P_g W_l||^2 + ||b_l - P_g b_l||^2)`` over the
     network's ``RepLinear`` layers (Kim et al. 2023, projection-based equivariance regularizer),
-    for all groups in one sparse product (the operator is cached per network and groups)."""
+    for all groups in one sparse product (the operator is cached per network and groups).
+    ``normalize`` divides each by the number of directions its group constrains
+    (:class:`ProjectionPenaltyOperator`)."""
     groups = tuple(get_group(g) for g in groups)
     per_network = _OPERATORS.setdefault(network, {})
-    if groups not in per_network:
-        per_network[groups] = ProjectionPenaltyOperator(network, groups)
-    return per_network[groups]()
+    key = (groups, normalize)
+    if key not in per_network:
+        per_network[key] = ProjectionPenaltyOperator(network, groups, normalize)
+    return per_network[key]()
 
 
 def projection_penalty(network: nn.Module, group: MatrixGroup | str) -> Tensor:
@@ -280,6 +322,10 @@ class MixedSymmetryRegularizer(Objective):
             ``(N, K, d)``; outputs invariant unless ``rep_out``) or ``"images"``
             (:func:`~geozoo.objectives.sample_actions.image_action`, invariant outputs).
         rep_in, rep_out: representations (or multiplicities per rank) for the sample form.
+        normalize: projection form only: divide each ``R_g`` by the number of weight directions
+            ``G_g`` constrains (:class:`ProjectionPenaltyOperator`), so that groups whose
+            equivariant subspaces differ in dimension are compared per constraint.  Not in the
+            paper; off by default.
 
     Everything is checked when the regularizer is built, and against the network when the task
     is built (:meth:`check_network`), not at the first training step.
@@ -303,6 +349,7 @@ class MixedSymmetryRegularizer(Objective):
         inputs: str = "vectors",
         rep_in: Rep | Sequence[int] | None = None,
         rep_out: Rep | Sequence[int] | None = None,
+        normalize: bool = False,
     ) -> None:
         super().__init__(weight=weight, name=name)
         if not groups:
@@ -331,6 +378,9 @@ class MixedSymmetryRegularizer(Objective):
         else:
             self.actions = [sample_action(g, inputs, rep_in, rep_out) for g in groups]
             self.groups = [getattr(a, "group", None) for a in self.actions]
+            if normalize:
+                raise ValueError("normalize applies to form='projection' (weight-space distances)")
+        self.normalize = normalize
         names = self.group_names
         if len(set(names)) != len(names):
             raise ValueError(f"candidate groups must be distinct, got {names}")
@@ -376,7 +426,7 @@ class MixedSymmetryRegularizer(Objective):
     def penalties(self, ctx: StepContext) -> Tensor:
         """The vector ``(R_g)_g`` for this step (differentiable)."""
         if self.form == "projection":
-            return projection_penalties(ctx.network, self.groups)
+            return projection_penalties(ctx.network, self.groups, self.normalize)
         return torch.stack(
             [
                 action_penalty(ctx.network, ctx.inputs, a, ctx.outputs, self.num_samples)
@@ -385,7 +435,8 @@ class MixedSymmetryRegularizer(Objective):
         )
 
     def forward(self, ctx: StepContext) -> ObjectiveOutput:
-        logs = {f"strength_{n}": s.float() for n, s in zip(self.group_names, self.strengths)}
+        names = self.group_names
+        logs = {f"strength_{n}": s for n, s in zip(names, self.strengths.float().unbind())}
         if ctx.stage != "train":  # the regularizer only shapes training
             return ObjectiveOutput(ctx.outputs.new_zeros(()), logs)
         values = self.penalties(ctx)
@@ -393,7 +444,7 @@ class MixedSymmetryRegularizer(Objective):
             self.epoch_sum += values.detach().to(self.epoch_sum)
             self.epoch_count += 1
         loss = (self.strengths.to(values) * values).sum()
-        logs.update({f"R_{n}": v.detach() for n, v in zip(self.group_names, values)})
+        logs.update({f"R_{n}": v for n, v in zip(names, values.detach().unbind())})
         return ObjectiveOutput(loss, logs)
 
     # -- strength tuning --------------------------------------------------------------------
@@ -452,6 +503,7 @@ class MixedSymmetryRegularizer(Objective):
         return (
             f"groups={self.group_names}, form={self.form}, schedule={self.schedule}, "
             f"adjust_at={self.adjust_at}, exponent={self.exponent}, window={self.window}"
+            + (", normalize=True" if self.normalize else "")
         )
 
 

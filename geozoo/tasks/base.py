@@ -137,14 +137,18 @@ class ObjectiveTask(L.LightningModule):
             for key, value in values.items():
                 logs[f"{prefix}/{objective.name}/{key}"] = torch.as_tensor(value).detach()
         logs[f"{prefix}/loss"] = total.detach()
+        self.log_step(logs, stage, len(outputs))
+        return total, outputs, targets
+
+    def log_step(self, values: dict[str, Tensor], stage: str, batch_size: int) -> None:
+        """Log one step's values: per step in training, and as epoch means in every stage."""
         self.log_dict(
-            logs,
+            values,
             on_step=stage == "train",
             on_epoch=True,
             add_dataloader_idx=False,
-            batch_size=len(outputs),
+            batch_size=batch_size,
         )
-        return total, outputs, targets
 
     def on_train_epoch_end(self) -> None:
         for objective in self.objectives:

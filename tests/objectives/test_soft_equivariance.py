@@ -13,6 +13,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
 
+from geozoo.data.tensor_batches import TensorBatches
 from geozoo.groups.projection import equivariant_projector
 from geozoo.groups.representations import Scalar, Vector, get_group
 from geozoo.nets.equivariant_mlp import EquivariantMLP, PlainMLP, RepLinear
@@ -55,6 +56,39 @@ def test_projection_penalty_matches_dense_brute_force() -> None:
             bias_dense = equivariant_projector(group, layer.rep_out, Scalar).matrix()
             expected += 0.5 * (b - bias_dense @ b).square().sum()
         torch.testing.assert_close(values[k], torch.as_tensor(expected, dtype=torch.float64))
+
+
+def test_fused_penalty_gradient_and_normalized_variant() -> None:
+    """The fused backward ((I - P_g) theta) equals autograd through the dense projectors, and
+    ``normalize`` divides R_g by the number of directions the group constrains."""
+    net = EquivariantMLP([1, 1], [0, 0, 1], hidden=(2, 1, 1), num_blocks=1, bilinear=(1, 1))
+    net = net.double()
+    weights = torch.tensor([0.0, 0.5, 2.0], dtype=torch.float64)
+    (weights * projection_penalties(net, CANDIDATES)).sum().backward()
+    fused = [p.grad.clone() for p in net.parameters()]
+    net.zero_grad()
+    total, dims = 0.0, []
+    for k, name in enumerate(CANDIDATES):
+        group, size, rank = get_group(name), 0, 0.0
+        for layer in net.rep_linears():
+            for param, rep_in in ((layer.weight, layer.rep_in), (layer.bias, Scalar)):
+                dense = equivariant_projector(group, layer.rep_out, rep_in).matrix()
+                w = param.reshape(-1)
+                total = total + weights[k] * 0.5 * (w - dense @ w).square().sum()
+                size, rank = size + w.numel(), rank + float(torch.trace(dense))
+        dims.append((size, round(rank)))
+    total.backward()
+    for a, p in zip(fused, net.parameters()):
+        torch.testing.assert_close(a, p.grad)
+    raw = projection_penalties(net, CANDIDATES).detach()
+    normalized = projection_penalties(net, CANDIDATES, normalize=True).detach()
+    expected = torch.tensor([r / (size - rank) for r, (size, rank) in zip(raw.tolist(), dims)])
+    torch.testing.assert_close(normalized, expected.double())
+    reg = MixedSymmetryRegularizer(CANDIDATES, normalize=True)
+    x = torch.randn(4, 4, dtype=torch.float64)
+    torch.testing.assert_close(reg(_ctx(net, x)).loss, normalized.sum())
+    with pytest.raises(ValueError, match="normalize"):
+        MixedSymmetryRegularizer(CANDIDATES, form="sample", normalize=True)
 
 
 @pytest.mark.parametrize("group", ["o3", "o2_z", "so3_scaling"])
@@ -222,6 +256,62 @@ def _ddp_worker(rank: int, world: int, port: int, path: str) -> None:
         os.path.join(path, f"rank{rank}.pt"),
     )
     dist.destroy_process_group()
+
+
+def _ddp_fast_path_worker(rank: int, world: int, port: int, path: str) -> None:
+    """The fast path under DDP: rank shards of TensorBatches, a DDP-wrapped free EMLP, the fused
+    projection penalty and a sample-form term, strengths tuned from all-reduced statistics."""
+    os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"] = "127.0.0.1", str(port)
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    torch.manual_seed(0)  # the same data, network and permutations on both ranks
+    x = torch.randn(40, 8)
+    y = torch.randn(40, 12)  # one vector and one rank-2 tensor per example
+    net = EquivariantMLP([2, 2], [0, 1, 1], hidden=(4, 3, 1), num_blocks=1, bilinear=(2, 2))
+    model = nn.parallel.DistributedDataParallel(net)
+    proj = MixedSymmetryRegularizer(CANDIDATES, init_strength=[0.0, 1.0, 1.0], adjust_at=2)
+    sample = MixedSymmetryRegularizer(CANDIDATES, form="sample", adjust_at=2, name="sample")
+    batches = TensorBatches(x, y, batch_size=8, shuffle=True, rank=rank, world_size=world)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+    seen, local = [], []
+    torch.manual_seed(1)
+    for _epoch in range(3):
+        for xb, yb in batches:
+            seen.append(xb)
+            out = model(xb)
+            ctx = StepContext(inputs=xb, targets=yb, outputs=out, network=net)
+            sample_out = sample(ctx)
+            local.append(float(sample_out.logs["R_o2_z"]))
+            loss = (out - yb).square().mean() + proj(ctx).loss + sample_out.loss
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        proj.on_train_epoch_end(None)
+        sample.on_train_epoch_end(None)
+    torch.save(
+        {
+            "strengths": [proj.strengths, sample.strengths],
+            "params": torch.cat([p.detach().flatten() for p in net.parameters()]),
+            "seen": torch.cat(seen[: len(batches)]),
+            "local": local,
+        },
+        os.path.join(path, f"rank{rank}.pt"),
+    )
+    dist.destroy_process_group()
+
+
+def test_ddp_fast_path_keeps_identical_strengths() -> None:
+    with tempfile.TemporaryDirectory() as path:
+        mp.spawn(_ddp_fast_path_worker, args=(2, _free_port(), path), nprocs=2, join=True)
+        r0, r1 = (torch.load(os.path.join(path, f"rank{r}.pt")) for r in (0, 1))
+    # each rank trained on its own half of the epoch ...
+    assert len(r0["seen"]) == len(r1["seen"]) == 20
+    assert not (r0["seen"][:, None] == r1["seen"][None]).all(-1).any()
+    assert r0["local"] != r1["local"]
+    # ... with averaged gradients (identical networks) and identical tuned strengths
+    assert torch.equal(r0["params"], r1["params"])
+    for a, b in zip(r0["strengths"], r1["strengths"]):
+        assert torch.equal(a, b)
+        assert float(a[1]) < 1.0 or float(a[2]) < 1.0  # an adjustment happened
 
 
 def test_ddp_two_gloo_processes_keep_identical_strengths() -> None:
