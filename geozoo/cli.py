@@ -17,6 +17,7 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from lightning.pytorch.cli import ArgsType, LightningCLI
 
@@ -94,11 +95,26 @@ def _report(folder, written: dict) -> int:
     return 0
 
 
+def _comparison(path: str | None) -> str | None:
+    if path is None:
+        return None
+    file = Path(path)
+    if not file.is_file():
+        raise FileNotFoundError(f"--comparison expects a markdown file, got {path!r} (not a file)")
+    return file.read_text()
+
+
 def _zoo_train(ns: argparse.Namespace) -> int:
     from geozoo.zoo.publish import train_entry
 
     folder, written = train_entry(
-        ns.name, ns.seeds, ns.fit_args, ns.output_dir, ns.force, recipe=ns.recipe
+        ns.name,
+        ns.seeds,
+        ns.fit_args,
+        ns.output_dir,
+        ns.force,
+        recipe=ns.recipe,
+        comparison=_comparison(ns.comparison),
     )
     return _report(folder, written)
 
@@ -107,7 +123,13 @@ def _zoo_export(ns: argparse.Namespace) -> int:
     from geozoo.zoo.publish import export_checkpoints
 
     folder, written = export_checkpoints(
-        ns.name, ns.checkpoints, ns.config, ns.fit_args, ns.output_dir, ns.force
+        ns.name,
+        ns.checkpoints,
+        ns.config,
+        ns.fit_args,
+        ns.output_dir,
+        ns.force,
+        comparison=_comparison(ns.comparison),
     )
     return _report(folder, written)
 
@@ -138,6 +160,13 @@ def zoo_main(args: Sequence[str]) -> int:
     publishing.add_argument("--output-dir", default=None, help="default: the zoo's folder NAME")
     publishing.add_argument(
         "--force", action="store_true", help="replace a checkpoint already in the output folder"
+    )
+    publishing.add_argument(
+        "--comparison",
+        default=None,
+        metavar="FILE",
+        help="markdown comparing the entry with its baselines, printed by a script of the repo; "
+        "shown on the card",
     )
     p = sub.add_parser(
         "train",

@@ -14,7 +14,8 @@ checkpoint under ``OUT/METHOD/seedN``, so the zoo entry can be published from th
 with ``geozoo zoo export`` (printed at the end). Metrics (held-out test pairs, in percent):
 10-fold verification accuracy, TAR at FAR = 1e-3, ROC AUC, and the mean cosine distance between
 the embedding of a face and of its mirror image. Prints a markdown table, mean +- std (n - 1)
-over seeds, and writes every number to ``OUT/results.json``; runs already there (of other
+over seeds (also written to ``OUT/comparison.md`` for the card: ``geozoo zoo export
+--comparison``), and writes every number to ``OUT/results.json``; runs already there (of other
 methods or seeds, e.g. from parallel invocations on one ``OUT``) are kept and tabulated.
 """
 
@@ -97,18 +98,25 @@ def main() -> None:
         for method in METHODS
         if results.get(method)
     }
-    header = "| method | " + " | ".join(COLUMNS.values()) + " |"
-    print(f"\nheld-out synthetic identities, {len(args.seeds)} seeds, mean ± std\n")
-    print(header)
-    print("|---" * (len(COLUMNS) + 1) + "|")
+    lines = [
+        f"Held-out synthetic identities, {len(args.seeds)} seeds, mean ± std, printed by "
+        "`python scripts/reproduce_symface.py`:",
+        "",
+        "| method | " + " | ".join(COLUMNS.values()) + " |",
+        "|---" * (len(COLUMNS) + 1) + "|",
+    ]
     for method, per_seed in results.items():
         cells = [summary([r[key] for r in per_seed.values()]) for key in COLUMNS]
-        print(f"| {method} | " + " | ".join(cells) + " |")
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    comparison = args.out / "comparison.md"
+    comparison.write_text("\n".join(lines) + "\n")
+    print("\n" + "\n".join(lines))
     symface = [r["checkpoint"] for r in results.get(list(METHODS)[1], {}).values()]
     print(
         "\npublish the SymFace runs: geozoo zoo export "
         + " ".join(symface)
-        + f" --name symface_arcface_synthfaces --config {METHODS[list(METHODS)[1]][1]} --force"
+        + f" --name symface_arcface_synthfaces --config {METHODS[list(METHODS)[1]][1]}"
+        + f" --comparison {comparison} --force"
     )
 
 

@@ -86,7 +86,9 @@ SYNTHFACES = PretrainedCfg(
     ),
     notes=(
         "Embeddings for face verification (cosine similarity), not class logits. Trained on "
-        "synthetic faces: do not expect it to recognise real people."
+        "synthetic faces: do not expect it to recognise real people. Samples of the training "
+        "data (printed by `python scripts/plot_synthetic_faces.py`):\n\n"
+        "![synthetic faces](../../docs/symface_synthetic_faces.png)"
     ),
 )
 

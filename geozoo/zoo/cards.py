@@ -82,6 +82,8 @@ def render_model_card(config: dict[str, Any]) -> str:
         sections += _seeds(config["seeds"])
     if measurement_rows:
         sections += ["## Measurements", _table(measurement_rows), measured.get("note", "")]
+    if config.get("comparison"):
+        sections += ["## Comparison", config["comparison"]]
     notes = config.get("notes")
     if notes:
         sections += ["## Notes", notes]

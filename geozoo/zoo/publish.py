@@ -169,6 +169,7 @@ def publish(
     output_dir: str | Path | None = None,
     force: bool = False,
     train_command: str = "",
+    comparison: str | None = None,
 ) -> tuple[Path, dict[str, Any]]:
     """Evaluate ``runs`` of ``name``, publish the median one, write and verify its folder.
 
@@ -176,6 +177,8 @@ def publish(
         name: the registered model.
         runs: trained runs (one per seed).
         output_dir: target folder (default: the zoo's folder for ``name``).
+        comparison: markdown comparing the entry with its baselines, as printed by a script of
+            the repo (which it names); the card shows it under "Comparison".
         force: replace an existing checkpoint there.
         train_command: the command that reproduces the runs, for the card.
 
@@ -221,6 +224,8 @@ def publish(
     config["golden"] = _golden(cfg, network)
     if cfg.notes:
         config["notes"] = cfg.notes
+    if comparison:
+        config["comparison"] = comparison.strip()
 
     staging = folder.with_name(f"{folder.name}.partial")
     shutil.rmtree(staging, ignore_errors=True)
@@ -255,6 +260,7 @@ def train_entry(
     output_dir: str | Path | None = None,
     force: bool = False,
     recipe: str | Path | None = None,
+    comparison: str | None = None,
 ) -> tuple[Path, dict[str, Any]]:
     """``geozoo zoo train``: train ``name`` from its recipe once per seed and publish it.
 
@@ -262,6 +268,7 @@ def train_entry(
         seeds: ``seed_everything`` of each run (default: one run with the recipe's seed).
         overrides: CLI arguments on top of the recipe, e.g. ``["--trainer.max_epochs=3"]``.
         recipe: another recipe (default: the shipped one named ``name``).
+        comparison: see :func:`publish`.
     """
     pretrained_cfg(name)  # fail before training for a builder that declares no entry
     check_target(target_folder(name, output_dir).resolve(), force)
@@ -274,7 +281,7 @@ def train_entry(
         command += f" --seeds {_quoted(map(str, seeds))}"
     if overrides:
         command += f" -- {_quoted(overrides)}"
-    return publish(name, runs, output_dir, force, command)
+    return publish(name, runs, output_dir, force, command, comparison)
 
 
 def export_checkpoints(
@@ -284,11 +291,13 @@ def export_checkpoints(
     overrides: Sequence[str] = (),
     output_dir: str | Path | None = None,
     force: bool = False,
+    comparison: str | None = None,
 ) -> tuple[Path, dict[str, Any]]:
     """``geozoo zoo export``: publish ``geozoo fit`` checkpoints (one per seed) of ``name``.
 
     Each checkpoint is rebuilt from ``recipe`` if given, else from the ``config.yaml`` that
-    Lightning saved in its run folder; the median seed is published as by ``zoo train``.
+    Lightning saved in its run folder; the median seed is published as by ``zoo train``;
+    ``comparison`` as in :func:`publish`.
     """
     pretrained_cfg(name)
     check_target(target_folder(name, output_dir).resolve(), force)
@@ -310,4 +319,4 @@ def export_checkpoints(
         command += f" --config {_recipe_name(runs[0].recipe)}"
         if overrides:
             command += f" -- {_quoted(overrides)}"
-    return publish(name, runs, output_dir, force, command)
+    return publish(name, runs, output_dir, force, command, comparison)

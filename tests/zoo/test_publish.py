@@ -114,10 +114,16 @@ def test_export_fit_checkpoints(tmp_path, capsys):
     # the shipped recipe plus the same overrides is accepted, and the card names it
     capsys.readouterr()
     command = [*args, "--config", "cnn_mnist", "--output-dir", str(out), "--force"]
-    assert main([*command, "--", *TINY_NET_DATA]) == 0
+    assert main([*command, "--comparison", str(tmp_path / "absent.md")]) == 2
+    assert "--comparison expects a markdown file" in capsys.readouterr().err
+    comparison = tmp_path / "comparison.md"
+    comparison.write_text("| method | acc |\n|---|---|\n| baseline | 1.0 |\n")
+    assert main([*command, "--comparison", str(comparison), "--", *TINY_NET_DATA]) == 0
     config = json.loads((out / "config.json").read_text())
     assert config["recipe"] == "configs/cnn_mnist.yaml"
     assert config["train_command"].startswith("geozoo fit --config configs/cnn_mnist.yaml ")
+    card = (out / "README.md").read_text()
+    assert "## Comparison\n\n| method | acc |\n|---|---|\n| baseline | 1.0 |" in card
 
 
 def test_export_refuses_a_cut_run(tmp_path, capsys):
