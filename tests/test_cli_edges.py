@@ -45,7 +45,7 @@ def test_misspelt_class_name_gets_a_suggestion(capsys) -> None:
     with pytest.raises(SystemExit):
         main(["fit", "--config", RECIPE, objective])
     first = capsys.readouterr().err.splitlines()[0]
-    assert "has no attribute 'CrossEntropi'" in first and "Did you mean CrossEntropy?" in first
+    assert "has no attribute 'CrossEntropi'" in first and "Did you mean CrossEntropy" in first
 
 
 def test_unimportable_optimizer_is_the_first_line_too(capsys) -> None:
