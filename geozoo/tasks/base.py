@@ -127,8 +127,14 @@ class ObjectiveTask(L.LightningModule):
             task=self,
             extras=dict(extras or {}),
         )
-        prefix = prefix or stage
-        total = outputs.new_zeros((), dtype=torch.float32)
+        total, logs = self.sum_objectives(ctx, prefix or stage)
+        self.log_step(logs, stage, len(outputs))
+        return total, outputs, targets
+
+    def sum_objectives(self, ctx: StepContext, prefix: str) -> tuple[Tensor, dict[str, Tensor]]:
+        """``sum weight * loss`` over the objectives on ``ctx``, and the values to log under
+        ``prefix`` (each objective's loss and values, and the total as ``PREFIX/loss``)."""
+        total = ctx.outputs.new_zeros((), dtype=torch.float32)
         logs: dict[str, Tensor] = {}
         for objective in self.objectives:
             loss, values = objective(ctx)
@@ -137,8 +143,7 @@ class ObjectiveTask(L.LightningModule):
             for key, value in values.items():
                 logs[f"{prefix}/{objective.name}/{key}"] = torch.as_tensor(value).detach()
         logs[f"{prefix}/loss"] = total.detach()
-        self.log_step(logs, stage, len(outputs))
-        return total, outputs, targets
+        return total, logs
 
     def log_step(self, values: dict[str, Tensor], stage: str, batch_size: int) -> None:
         """Log one step's values: per step in training, and as epoch means in every stage."""

@@ -262,15 +262,8 @@ class RLTask(ObjectiveTask):
             task=self,
             extras=extras,
         )
-        total = rollouts.logp.new_zeros((), dtype=torch.float32)
-        logs = self._rollout_logs(rollouts)
-        for objective in self.objectives:
-            loss, values = objective(ctx)
-            total = total + objective.weight * loss
-            logs[f"train/{objective.name}/loss"] = loss.detach()
-            for key, value in values.items():
-                logs[f"train/{objective.name}/{key}"] = torch.as_tensor(value).detach()
-        logs["train/loss"] = total.detach()
+        total, logs = self.sum_objectives(ctx, "train")
+        logs = {**self._rollout_logs(rollouts), **logs}
         self.log_dict(logs, on_step=True, on_epoch=True, batch_size=len(targets))
         return total
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import os
-import socket
 import tempfile
 
 import pytest
@@ -144,12 +143,6 @@ def test_fdpg_baseline_is_a_moving_average_buffer():
     )
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _ddp_worker(rank: int, world: int, port: int, path: str) -> None:
     os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"] = "127.0.0.1", str(port)
     dist.init_process_group("gloo", rank=rank, world_size=world)
@@ -163,9 +156,9 @@ def _ddp_worker(rank: int, world: int, port: int, path: str) -> None:
     dist.destroy_process_group()
 
 
-def test_fdpg_baseline_is_identical_on_two_gloo_ranks():
+def test_fdpg_baseline_is_identical_on_two_gloo_ranks(free_port: int):
     with tempfile.TemporaryDirectory() as path:
-        mp.spawn(_ddp_worker, args=(2, _free_port(), path), nprocs=2, join=True)
+        mp.spawn(_ddp_worker, args=(2, free_port, path), nprocs=2, join=True)
         r0, r1 = (torch.load(os.path.join(path, f"{r}.pt")) for r in (0, 1))
     assert not torch.equal(r0["rewards"][0], r1["rewards"][0])
     assert torch.equal(r0["baseline"], r1["baseline"])

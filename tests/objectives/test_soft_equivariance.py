@@ -4,7 +4,6 @@ exactly equivariant models, strength tuning on a toy, and DDP synchronisation on
 from __future__ import annotations
 
 import os
-import socket
 import tempfile
 
 import pytest
@@ -232,12 +231,6 @@ def test_errors_are_explicit() -> None:
         MixedSymmetryRegularizer(["o3"], form="other")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _ddp_worker(rank: int, world: int, port: int, path: str) -> None:
     os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"] = "127.0.0.1", str(port)
     dist.init_process_group("gloo", rank=rank, world_size=world)
@@ -299,9 +292,9 @@ def _ddp_fast_path_worker(rank: int, world: int, port: int, path: str) -> None:
     dist.destroy_process_group()
 
 
-def test_ddp_fast_path_keeps_identical_strengths() -> None:
+def test_ddp_fast_path_keeps_identical_strengths(free_port: int) -> None:
     with tempfile.TemporaryDirectory() as path:
-        mp.spawn(_ddp_fast_path_worker, args=(2, _free_port(), path), nprocs=2, join=True)
+        mp.spawn(_ddp_fast_path_worker, args=(2, free_port, path), nprocs=2, join=True)
         r0, r1 = (torch.load(os.path.join(path, f"rank{r}.pt")) for r in (0, 1))
     # each rank trained on its own half of the epoch ...
     assert len(r0["seen"]) == len(r1["seen"]) == 20
@@ -314,9 +307,9 @@ def test_ddp_fast_path_keeps_identical_strengths() -> None:
         assert float(a[1]) < 1.0 or float(a[2]) < 1.0  # an adjustment happened
 
 
-def test_ddp_two_gloo_processes_keep_identical_strengths() -> None:
+def test_ddp_two_gloo_processes_keep_identical_strengths(free_port: int) -> None:
     with tempfile.TemporaryDirectory() as path:
-        mp.spawn(_ddp_worker, args=(2, _free_port(), path), nprocs=2, join=True)
+        mp.spawn(_ddp_worker, args=(2, free_port, path), nprocs=2, join=True)
         r0, r1 = (torch.load(os.path.join(path, f"rank{r}.pt")) for r in (0, 1))
     assert r0["local"] != r1["local"]  # the ranks saw different penalties ...
     assert torch.equal(r0["history"], r1["history"])  # ... but share the epoch statistics
