@@ -11,9 +11,16 @@ from geozoo.data.symmetry_tasks import (
     ModifiedInertiaDataModule,
     MotionForecastingDataModule,
 )
-from geozoo.data.transforms import affine_warp, affnist_style, pad_to, random_rotation
+from geozoo.data.transforms import (
+    AFFINE_RANGES,
+    affine_warp,
+    affnist_style,
+    pad_to,
+    random_rotation,
+)
 
 __all__ = [
+    "AFFINE_RANGES",
     "CIFAR10DataModule",
     "CosineSimilarityDataModule",
     "FaceImageFolderDataModule",

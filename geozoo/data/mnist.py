@@ -18,7 +18,7 @@ from geozoo.data.transforms import affnist_style, pad_to, random_jitter, random_
 
 __all__ = ["TEST_SETS", "MNISTDataModule", "stratified_split"]
 
-TEST_SETS = ("clean", "affnist", "rotated")
+TEST_SETS = ("clean", "affnist", "affnist_wide", "rotated")
 Augment = Literal["affine", "rotate", "jitter"] | None
 
 
@@ -60,7 +60,9 @@ class MNISTDataModule(InMemoryDataModule):
         jitter: keyword arguments of :func:`~geozoo.data.transforms.random_jitter` for
             ``train_augment="jitter"`` (e.g. ``{"max_shift": 3.0}``; default: its defaults).
         test_sets: which test sets to build: ``"clean"``, ``"affnist"`` (seeded affNIST-style copy;
-            needs ``pad_to=40``), ``"rotated"`` (seeded uniform rotation).
+            needs ``pad_to=40``), ``"affnist_wide"`` (the same with the wide ranges of
+            :data:`~geozoo.data.transforms.AFFINE_RANGES`: +-45 degrees, shear +-0.4, scale
+            0.6-1.5; needs ``pad_to=40``), ``"rotated"`` (seeded uniform rotation).
         test_seed: seed of the test-time transforms.
         seed: seed of the splits and of the augmentation stream.
         limit_train: keep only the first N training digits (quick experiments).
@@ -88,9 +90,10 @@ class MNISTDataModule(InMemoryDataModule):
         unknown = [name for name in test_sets if name not in TEST_SETS]
         if unknown:
             raise ValueError(f"unknown test sets {unknown}: expected names from {TEST_SETS}")
-        if "affnist" in test_sets and pad_to != 40:
+        framed = [name for name in test_sets if name.startswith("affnist")]
+        if framed and pad_to != 40:
             raise ValueError(
-                f"the 'affnist' test set lives in a 40x40 frame: set pad_to=40, got {pad_to}"
+                f"the test sets {framed} live in a 40x40 frame: set pad_to=40, got {pad_to}"
             )
         if pad_to is not None and pad_to < 28:
             raise ValueError(f"pad_to must be >= 28 (the digits are 28x28), got {pad_to}")
@@ -168,8 +171,9 @@ class MNISTDataModule(InMemoryDataModule):
         for name in self.test_set_names:
             if name == "clean":
                 images = clean
-            elif name == "affnist":
-                images = affnist_style(_to_float(test_images), seed=self.test_seed)
+            elif name.startswith("affnist"):
+                ranges = "wide" if name == "affnist_wide" else "affnist"
+                images = affnist_style(_to_float(test_images), seed=self.test_seed, ranges=ranges)
             else:
                 images = random_rotation(clean, seed=self.test_seed)
             datasets[f"test_{name}"] = TensorDataset(images, labels)

@@ -7,11 +7,14 @@ from an explicit seed so that a test set is the same on every machine.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 __all__ = [
+    "AFFINE_RANGES",
     "affine_matrices",
     "affine_warp",
     "affnist_style",
@@ -94,13 +97,22 @@ def _random_linear(
     return affine_matrices(rotation, shear, scale_x, scale_y)
 
 
+AFFINE_RANGES: dict[str, dict[str, Any]] = {
+    "affnist": {"max_rotation_deg": 20.0, "max_shear": 0.2, "scale_range": (0.8, 1.2)},
+    "wide": {"max_rotation_deg": 45.0, "max_shear": 0.4, "scale_range": (0.6, 1.5)},
+}
+"""Named ranges of :func:`affnist_style`: ``"affnist"`` follows affNIST (Tieleman, 2013);
+``"wide"`` reaches well beyond it (rotation +-45 degrees, shear +-0.4, scale 0.6-1.5)."""
+
+
 def affnist_style(
     images: Tensor,
     seed: int,
-    max_rotation_deg: float = 20.0,
-    max_shear: float = 0.2,
-    scale_range: tuple[float, float] = (0.8, 1.2),
+    max_rotation_deg: float | None = None,
+    max_shear: float | None = None,
+    scale_range: tuple[float, float] | None = None,
     frame: int = 40,
+    ranges: str = "affnist",
 ) -> Tensor:
     """An affNIST-style copy of 28x28 digits (Tieleman, 2013): pad to ``frame`` x ``frame``, then a
     random rotation within +-``max_rotation_deg``, x-shear within +-``max_shear``, independent x/y
@@ -109,16 +121,28 @@ def affnist_style(
     Args:
         images: (N, C, 28, 28) (or already padded (N, C, frame, frame)) floats in [0, 1].
         seed: the same seed gives the same transforms.
+        max_rotation_deg, max_shear, scale_range: override the named ``ranges``.
+        ranges: a key of :data:`AFFINE_RANGES`: ``"affnist"`` (+-20 degrees, shear +-0.2, scale
+            0.8-1.2) or ``"wide"`` (+-45 degrees, shear +-0.4, scale 0.6-1.5).
 
     Returns:
         (N, C, frame, frame) images.
     """
     if images.dim() != 4:
         raise ValueError(f"expected images of shape (N, C, H, W), got {tuple(images.shape)}")
+    if ranges not in AFFINE_RANGES:
+        raise ValueError(f"ranges must be one of {sorted(AFFINE_RANGES)}, got {ranges!r}")
+    named = AFFINE_RANGES[ranges]
     gen = _generator(seed)
     n = images.shape[0]
     padded = pad_to(images, frame)
-    matrix = _random_linear(n, gen, max_rotation_deg, max_shear, scale_range)
+    matrix = _random_linear(
+        n,
+        gen,
+        named["max_rotation_deg"] if max_rotation_deg is None else max_rotation_deg,
+        named["max_shear"] if max_shear is None else max_shear,
+        named["scale_range"] if scale_range is None else scale_range,
+    )
     centred = affine_warp(padded, matrix)
     translation = _translation_inside_frame(centred, gen)
     shifted = affine_warp(centred, torch.eye(2, dtype=torch.float64), translation)

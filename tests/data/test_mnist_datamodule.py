@@ -13,7 +13,9 @@ def _hashes(dataset, frame):
 
 @pytest.fixture(scope="module")
 def datamodule():
-    dm = MNISTDataModule(source="offline", test_sets=["clean", "affnist", "rotated"])
+    dm = MNISTDataModule(
+        source="offline", test_sets=["clean", "affnist", "affnist_wide", "rotated"]
+    )
     dm.setup()
     return dm
 
@@ -27,7 +29,7 @@ def test_offline_splits_are_disjoint_and_stratified(datamodule):
 
 
 def test_images_are_floats_in_the_affnist_frame(datamodule):
-    for name in ("train", "test_clean", "test_affnist", "test_rotated"):
+    for name in ("train", "test_clean", "test_affnist", "test_affnist_wide", "test_rotated"):
         images = datamodule.datasets[name].tensors[0]
         assert images.shape[1:] == (1, 40, 40) and images.dtype == torch.float32
         assert images.min() >= 0 and images.max() <= 1
@@ -39,7 +41,11 @@ def test_test_sets_share_labels_and_differ_in_pose(datamodule):
     affine = datamodule.datasets["test_affnist"]
     assert torch.equal(clean.tensors[1], affine.tensors[1])
     assert not torch.equal(clean.tensors[0], affine.tensors[0])
-    assert list(datamodule.test_loaders_by_name()) == ["clean", "affnist", "rotated"]
+    wide = datamodule.datasets["test_affnist_wide"]
+    assert torch.equal(clean.tensors[1], wide.tensors[1])
+    assert not torch.equal(affine.tensors[0], wide.tensors[0])
+    names = ["clean", "affnist", "affnist_wide", "rotated"]
+    assert list(datamodule.test_loaders_by_name()) == names
 
 
 def test_28x28_frame_and_limit_train():
@@ -53,6 +59,7 @@ def test_28x28_frame_and_limit_train():
     [
         ({"test_sets": ["clean", "afnist"]}, "unknown test sets"),
         ({"pad_to": None, "test_sets": ["affnist"]}, "pad_to=40"),
+        ({"pad_to": 32, "test_sets": ["clean", "affnist_wide"]}, "affnist_wide"),
         ({"train_augment": "mixup"}, "train_augment"),
         ({"val_fraction": 1.5}, "val_fraction"),
     ],

@@ -109,3 +109,18 @@ def test_random_jitter_is_seeded_small_and_in_frame(digits):
     assert (centre(shifted) - centre(digits)).abs().max() <= 2.01
     with pytest.raises(ValueError, match="scale_range"):
         random_jitter(digits, 0, scale_range=(1.2, 0.8))
+
+
+def test_affnist_style_named_ranges(digits):
+    """ "wide" draws from wider ranges than "affnist" (same seed, same draws rescaled), explicit
+    arguments override the named ranges, and an unknown name is refused."""
+    narrow = affnist_style(digits, seed=0)
+    wide = affnist_style(digits, seed=0, ranges="wide")
+    assert wide.shape == narrow.shape and not torch.equal(wide, narrow)
+    assert torch.equal(affnist_style(digits, seed=0, max_rotation_deg=20.0), narrow)
+    same = affnist_style(
+        digits, seed=0, max_rotation_deg=45.0, max_shear=0.4, scale_range=(0.6, 1.5)
+    )
+    assert torch.equal(same, wide)
+    with pytest.raises(ValueError, match="ranges must be one of"):
+        affnist_style(digits, seed=0, ranges="huge")
