@@ -149,13 +149,17 @@ class SyntheticFacesDataModule(InMemoryDataModule):
         data_seed: int = 0,
     ) -> None:
         super().__init__(batch_size, eval_batch_size, num_workers, seed)
-        counts = (num_identities, images_per_identity, val_identities, test_identities)
-        if min(counts) < 1 or eval_images_per_identity < 2 or val_identities < 2:
-            raise ValueError(
-                "expected positive identity and image counts, at least 2 held-out identities "
-                f"and 2 images per held-out identity, got {counts} and "
-                f"eval_images_per_identity={eval_images_per_identity}"
-            )
+        minimum = {
+            "num_identities": (num_identities, 1),
+            "images_per_identity": (images_per_identity, 1),
+            "val_identities": (val_identities, 2),
+            "test_identities": (test_identities, 2),
+            "eval_images_per_identity": (eval_images_per_identity, 2),
+        }
+        for name, (value, least) in minimum.items():
+            if value < least:
+                why = " (verification pairs need two identities)" if "_identities" in name else ""
+                raise ValueError(f"{name} must be at least {least}{why}, got {value}")
         self.num_identities = num_identities
         self.images_per_identity = images_per_identity
         self.val_identities = val_identities

@@ -187,3 +187,18 @@ def test_sample_pairs_are_matched_then_mismatched_per_fold() -> None:
         assert a != b and (labels[a] == labels[b]) == flag
     with pytest.raises(ValueError, match="two images"):
         sample_pairs(torch.tensor([0, 1, 2]), 1, 1, torch.Generator())
+
+
+@pytest.mark.parametrize(
+    ("argument", "value"),
+    [
+        ("num_identities", 0),
+        ("images_per_identity", 0),
+        ("val_identities", 1),
+        ("test_identities", 1),
+        ("eval_images_per_identity", 1),
+    ],
+)
+def test_synthetic_faces_name_the_bad_count(argument: str, value: int) -> None:
+    with pytest.raises(ValueError, match=rf"^{argument} must be at least \d.*got {value}$"):
+        SyntheticFacesDataModule(**{argument: value})
