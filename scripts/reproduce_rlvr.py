@@ -25,8 +25,9 @@ warm-up from the same initial weights on another data order, Chegini et al. 2024
 (KL-DRO instance weights ``softmax(loss / r)`` over the prompts, Sow et al. 2024, around
 GRPO + reverse KL split per prompt, whose per-prompt value is ``-mean reward + beta KL``);
 ``recap`` (GRPO + reverse KL and a replay of the warm-up's answer NLL on a batch of labelled
-prompts per step, balanced online by RECAP's reweighting, Phan et al. 2025) and ``bon``
-(best-of-N distillation: the NLL of the best of each prompt's G = 8 samples, no reference).
+prompts per step, balanced online by RECAP's reweighting, Phan et al. 2025; ``replay`` is its
+control, the same two objectives at fixed weights 1:1) and ``bon`` (best-of-N distillation: the
+NLL of the best of each prompt's G = 8 samples, no reference).
 
 Steps run through the objective protocol in a plain loop (the task's own ``rollout`` and
 ``warmup_loss``, so the ``StepContext`` is the one :class:`geozoo.tasks.RLTask` builds), to
@@ -38,7 +39,7 @@ Usage::
     python scripts/reproduce_rlvr.py --quick             # 1 seed, short runs
     python scripts/reproduce_rlvr.py --digits 3 --rl-steps 200   # the harder task
     python scripts/reproduce_rlvr.py --divergences --methods apo vogue salsa   # issue 18's
-    python scripts/reproduce_rlvr.py --divergences --methods dro recap bon
+    python scripts/reproduce_rlvr.py --divergences --methods dro recap bon replay
     python scripts/reproduce_rlvr.py --table results.json   # print the table of a finished run
     python scripts/reproduce_rlvr.py --table a.json b.json  # runs of the same seeds, merged
 """
@@ -103,7 +104,10 @@ METHOD_LABELS = {
     "dro": "KL-DRO over prompts (GRPO + reverse KL)",
     "recap": "RECAP (GRPO + reverse KL, replayed warm-up NLL)",
     "bon": "best-of-8 distillation (no KL)",
+    "replay": "GRPO + reverse KL + replayed warm-up NLL, fixed 1:1",
 }
+#: the methods that replay the labelled prompts' answer NLL during RL
+REPLAYING = ("recap", "replay")
 
 
 def _methods(args: argparse.Namespace) -> dict[str, list[Objective]]:
@@ -133,6 +137,7 @@ def _methods(args: argparse.Namespace) -> dict[str, list[Objective]]:
             )
         ],
         "bon": [BestOfNDistillation()],
+        "replay": [GRPO(**kl), AnswerReplay()],  # RECAP's control: the same two, unweighted
     }
 
 
@@ -253,7 +258,7 @@ def run_seed(seed: int, args: argparse.Namespace) -> dict:
             policy.load_state_dict(state)
             reference = ModelSoup([copy.deepcopy(policy), second])
         policy.load_state_dict(state)
-        replay = (x_l, y_l) if name == "recap" else None
+        replay = (x_l, y_l) if name in REPLAYING else None
         result["rl"][name] = rl_run(policy, env, objectives, reference, splits, seed, args, replay)
         print(f"seed {seed} {name}: {result['rl'][name]}", flush=True)
     return result
@@ -292,18 +297,37 @@ def table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _fill(into: dict, other: dict) -> None:
+    """Add the entries of ``other`` that ``into`` lacks (e.g. the length, absent in older
+    runs), recursively."""
+    for key, value in other.items():
+        if key not in into:
+            into[key] = copy.deepcopy(value)
+        elif isinstance(value, dict) and isinstance(into[key], dict):
+            _fill(into[key], value)
+
+
+def _same(a: dict, b: dict) -> bool:
+    return all(a["test"][k] == b["test"][k] for k in ("pass@1", "pass@8"))
+
+
 def merge(runs: list[list[dict]]) -> list[dict]:
-    """Per seed, the rows of several runs with the same settings; their warm-ups must agree
-    (the warm-up is seeded, so a mismatch means different settings)."""
+    """Per seed, the rows of several runs with the same settings, in the order given; their
+    warm-ups must agree (the warm-up is seeded, so a mismatch means different settings), and
+    so must a row that two runs both have (it is seeded too); their entries are combined."""
     merged = {r["seed"]: copy.deepcopy(r) for r in runs[0]}
     for run in runs[1:]:
         for r in run:
             if r["seed"] not in merged:
                 raise ValueError(f"seed {r['seed']} is missing from the first run")
             first = merged[r["seed"]]
-            if first["warmup"]["test"]["pass@1"] != r["warmup"]["test"]["pass@1"]:
+            if not _same(first["warmup"], r["warmup"]):
                 raise ValueError(f"seed {r['seed']}: the runs' warm-ups differ (other settings?)")
-            first["rl"].update(r["rl"])
+            _fill(first["warmup"], r["warmup"])
+            for name, row in r["rl"].items():
+                if name in first["rl"] and not _same(first["rl"][name], row):
+                    raise ValueError(f"seed {r['seed']}: the runs disagree on {name}")
+                _fill(first["rl"].setdefault(name, {}), row)
     return [merged[seed] for seed in sorted(merged)]
 
 
