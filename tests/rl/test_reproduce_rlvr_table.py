@@ -55,3 +55,32 @@ def test_merge_refuses_other_settings(script):
         script.merge([base, [_seed(0, {"none": _row(81.0, 93.0)})]])
     with pytest.raises(ValueError, match="seed 3 is missing"):
         script.merge([base, [_seed(3, {})]])
+
+
+@pytest.mark.parametrize("method", ["apo", "vogue", "dro", "recap", "bon", "replay"])
+def test_each_method_runs_through_the_script_loop(script, method):
+    """Two RL steps of a tiny policy on random prompts, as ``rl_run`` takes them (SALSA's
+    second warm-up lives in ``run_seed`` and trains through the same loop)."""
+    import argparse
+
+    import torch
+
+    from geozoo.rl import DigitSumEnvironment, DigitSumPolicy
+
+    args = argparse.Namespace(
+        rl_steps=2, batch_size=4, group=2, beta=0.1, rl_lr=1e-3, dro_r=0.5, recap_window=4
+    )
+    g = torch.Generator().manual_seed(0)
+    images, sums = torch.rand(12, 1, 28, 56, generator=g), torch.randint(0, 19, (12,), generator=g)
+    torch.manual_seed(0)
+    policy = DigitSumPolicy(dim=16, heads=2, layers=1, encoder_widths=(4, 8), encoder=None)
+    before = {k: v.clone() for k, v in policy.state_dict().items()}
+    splits = ((images[:8], sums[:8]), (images[8:], sums[8:]), (images[8:], sums[8:]))
+    replay = (images[:4], sums[:4]) if method in script.REPLAYING else None
+    objectives = script._methods(args)[method]
+    result = script.rl_run(
+        policy, DigitSumEnvironment(), objectives, "copy", splits, 0, args, replay
+    )
+    assert 0.0 <= result["test"]["pass@1"] <= result["test"]["pass@8"] <= 100.0
+    assert result["test"]["length"] >= 1.0
+    assert any(not torch.equal(before[k], v) for k, v in policy.state_dict().items())
