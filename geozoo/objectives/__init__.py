@@ -3,6 +3,7 @@
 from geozoo.objectives import divergences
 from geozoo.objectives.apo import APO
 from geozoo.objectives.base import Objective, ObjectiveOutput, StepContext
+from geozoo.objectives.best_of_n_distillation import BestOfNDistillation
 from geozoo.objectives.classification import CrossEntropy
 from geozoo.objectives.distillation import (
     BalancedDivergenceDistillation,
@@ -13,9 +14,11 @@ from geozoo.objectives.distillation import (
 )
 from geozoo.objectives.dro import KLDRO
 from geozoo.objectives.grpo import GRPO, KDRL
+from geozoo.objectives.grpo_prompts import PerPromptGRPO
 from geozoo.objectives.invariance_constrained import InvarianceConstrained, UniformAugmentation
 from geozoo.objectives.preference import FDPG, FDPO
 from geozoo.objectives.regression import MeanSquaredError
+from geozoo.objectives.replay import AnswerReplay
 from geozoo.objectives.reweighting import DynamicReweighting
 from geozoo.objectives.sample_actions import (
     ImageGroupAction,
@@ -42,7 +45,9 @@ __all__ = [
     "KDRL",
     "KLDRO",
     "VOGUE",
+    "AnswerReplay",
     "BalancedDivergenceDistillation",
+    "BestOfNDistillation",
     "CrossEntropy",
     "Distillation",
     "DynamicReweighting",
@@ -54,6 +59,7 @@ __all__ = [
     "OFADistillation",
     "Objective",
     "ObjectiveOutput",
+    "PerPromptGRPO",
     "PlackettLuceDistillation",
     "PointCloudAction",
     "ProjectionEquivarianceRegularizer",

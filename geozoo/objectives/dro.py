@@ -30,6 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from geozoo.objectives.base import Objective, ObjectiveOutput, StepContext, as_scalar
+from geozoo.objectives.wrapping import WrapsObjectives
 
 __all__ = ["KLDRO", "kl_dro_loss", "kl_dro_weights"]
 
@@ -81,7 +82,7 @@ def kl_dro_loss(losses: Tensor, r: float) -> Tensor:
     return (weights * _check_losses(losses)).sum()
 
 
-class KLDRO(Objective):
+class KLDRO(WrapsObjectives, Objective):
     """KL-regularised DRO reweighting of a per-sample objective (DONE, Sow et al. 2024).
 
     ``loss = sum_i sg(softmax(l / r))_i * l_i`` over the batch's per-sample losses ``l``.
@@ -92,7 +93,8 @@ class KLDRO(Objective):
             ``(B,)``, or any loss module/callable ``loss_fn(outputs, targets) -> (B,)``, e.g.
             ``torch.nn.CrossEntropyLoss(reduction="none")`` (YAML: ``class_path`` /
             ``init_args``).  A scalar (already reduced) loss is refused: there is nothing to
-            reweight.
+            reweight.  In an RL task, wrap :class:`~geozoo.objectives.PerPromptGRPO` (one loss
+            per prompt); what it needs of the task (reference log-probs, ...) passes through.
         r: the KL temperature in ``[0, inf]``; ``inf`` is the plain mean, ``0`` the max loss.
             The paper leaves it as a hyperparameter; 1.0 is a neutral default for losses of
             order one (choose ``r`` on the scale of the per-sample losses).
@@ -121,6 +123,10 @@ class KLDRO(Objective):
             self.objective = objective
         else:
             self.loss_fn = objective
+
+    def wrapped_objectives(self) -> list[nn.Module]:
+        inner = getattr(self, "objective", None)
+        return [inner] if isinstance(inner, Objective) else []
 
     def per_sample_losses(self, ctx: StepContext) -> tuple[Tensor, dict[str, Tensor]]:
         """The wrapped objective's per-sample losses (shape ``(B,)``) and its logs."""

@@ -281,8 +281,8 @@ class GRPO(Objective):
         """The surrogate's advantages: ``(N, 1)`` per response, or ``(N, T)`` per token."""
         return self.advantages(rollouts)[:, None]
 
-    def policy_loss(self, rollouts: Rollouts) -> tuple[Tensor, dict[str, Tensor]]:
-        """The clipped surrogate, aggregated, and its logs (no divergence term)."""
+    def surrogate(self, rollouts: Rollouts) -> tuple[Tensor, dict[str, Tensor]]:
+        """The per-token clipped surrogate ``(N, T)`` (not aggregated) and its logs."""
         adv = self.token_advantages(rollouts)
         per_token, clipped = clipped_surrogate(
             rollouts.logp,
@@ -292,7 +292,6 @@ class GRPO(Objective):
             self.epsilon_high,
             self.log_ratio_clip,
         )
-        loss = masked_mean(per_token, rollouts.mask, self.aggregation)
         log_ratio = (_float(rollouts.logp.detach()) - _float(rollouts.old_logp)).clamp(
             -self.log_ratio_clip, self.log_ratio_clip
         )
@@ -301,7 +300,12 @@ class GRPO(Objective):
             "clip_fraction": as_scalar(masked_mean(clipped.float(), rollouts.mask)),
             "ratio": as_scalar(masked_mean(log_ratio.exp(), rollouts.mask)),
         }
-        return loss, logs
+        return per_token, logs
+
+    def policy_loss(self, rollouts: Rollouts) -> tuple[Tensor, dict[str, Tensor]]:
+        """The clipped surrogate, aggregated, and its logs (no divergence term)."""
+        per_token, logs = self.surrogate(rollouts)
+        return masked_mean(per_token, rollouts.mask, self.aggregation), logs
 
     def _ref_logp(self, rollouts: Rollouts) -> Tensor:
         if rollouts.ref_logp is None:
@@ -311,24 +315,34 @@ class GRPO(Objective):
             )
         return rollouts.ref_logp
 
-    def divergence_loss(self, ctx: StepContext, rollouts: Rollouts) -> Tensor | None:
-        """``D`` as a loss (``None`` when the divergence is off or lives in the reward)."""
+    def divergence_tokens(
+        self, ctx: StepContext, rollouts: Rollouts
+    ) -> tuple[Tensor, Rollouts] | None:
+        """Per-token estimate of ``D`` ``(N', T')`` and the rollouts it was estimated on (the
+        policy's own for reverse KL, detached for ``k1``, which lives in the reward; the
+        reference's samples otherwise), or ``None`` when the divergence is off."""
         if self.divergence == "none" or self.beta == 0:
             return None
         if self.divergence == "reverse_kl":
             kl = kl_estimate(
                 rollouts.logp, self._ref_logp(rollouts), self.estimator, self.log_ratio_clip
             )
-            if self.estimator == "k1":  # in the reward: report the value, no gradient
-                return masked_mean(kl, rollouts.mask, self.aggregation).detach()
-            return masked_mean(kl, rollouts.mask, self.aggregation)
+            return (kl.detach() if self.estimator == "k1" else kl), rollouts
         rehearsal = rollouts_from(ctx, "rehearsal")
         if rehearsal.ref_logp is None:
             raise ValueError("the rehearsal rollouts must carry the reference's ref_logp")
         per_token = rehearsal_divergence(
             rehearsal.logp, rehearsal.ref_logp, self.divergence, self.alpha, self.log_ratio_clip
         )
-        return masked_mean(per_token, rehearsal.mask, "token")
+        return per_token, rehearsal
+
+    def divergence_loss(self, ctx: StepContext, rollouts: Rollouts) -> Tensor | None:
+        """``D`` as a loss (``None`` when the divergence is off; no gradient for ``k1``)."""
+        terms = self.divergence_tokens(ctx, rollouts)
+        if terms is None:
+            return None
+        per_token, on = terms
+        return masked_mean(per_token, on.mask, self.aggregation if on is rollouts else "token")
 
     def forward(self, ctx: StepContext) -> ObjectiveOutput:
         rollouts = rollouts_from(ctx)

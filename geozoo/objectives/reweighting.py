@@ -34,6 +34,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from geozoo.objectives.base import Objective, ObjectiveOutput, StepContext, as_scalar
+from geozoo.objectives.wrapping import WrapsObjectives
 
 __all__ = ["DynamicReweighting", "reweighting_scores"]
 
@@ -79,7 +80,7 @@ def _from_extras(ctx: StepContext, path: str, name: str, logged: list[str]) -> T
     return torch.as_tensor(value).float()
 
 
-class DynamicReweighting(Objective):
+class DynamicReweighting(WrapsObjectives, Objective):
     """RECAP's online objective reweighting as a wrapper over a list of objectives.
 
     Args:
@@ -151,25 +152,8 @@ class DynamicReweighting(Objective):
         self.register_buffer("count", torch.zeros((), dtype=torch.long))
         self.register_buffer("weights", torch.ones(k, dtype=torch.float64))
 
-    @property
-    def needs_reference(self) -> bool:
-        """What the wrapped objectives ask of an RL task (reference log-probs)."""
-        return any(bool(getattr(o, "needs_reference", False)) for o in self.objectives)
-
-    @property
-    def needs_rehearsal(self) -> bool:
-        """What the wrapped objectives ask of an RL task (samples of the reference)."""
-        return any(bool(getattr(o, "needs_rehearsal", False)) for o in self.objectives)
-
-    def sampling_prompts(self, prompts: Any, step: int) -> tuple[Any, dict[str, Any]]:
-        """The wrapped objectives' sampling hooks (e.g. VOGUE's), applied in order."""
-        extras: dict[str, Any] = {}
-        for objective in self.objectives:
-            hook = getattr(objective, "sampling_prompts", None)
-            if callable(hook):
-                prompts, more = hook(prompts, step)
-                extras.update(more)
-        return prompts, extras
+    def wrapped_objectives(self) -> list[nn.Module]:
+        return list(self.objectives)
 
     def check_network(self, network: nn.Module) -> None:
         for objective in self.objectives:

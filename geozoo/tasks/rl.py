@@ -6,7 +6,10 @@ to its objectives through ``ctx.extras["rollouts"]``; GRPO, KDRL, f-DPO, f-DPG (
 objective) are chosen and weighted in YAML like any other.  The task fills what the objectives
 declare they need: ``needs_reference`` -> ``Rollouts.ref_logp`` from the frozen reference;
 ``needs_rehearsal`` -> ``ctx.extras["rehearsal"]``, responses sampled from the reference with
-the current policy's log-probs of them (DPH-RL).
+the current policy's log-probs of them (DPH-RL).  With batches ``(prompts, targets,
+labelled)`` the labelled rows of an RL step go to ``ctx.extras["replay"]`` as
+``(prompts, targets)``, for objectives that replay the supervised skill (e.g.
+:class:`geozoo.objectives.AnswerReplay` under RECAP's reweighting).
 
 Sampling runs with gradients on, so the log-probs of the sampling pass are the current
 policy's (one update per batch: the sampling policy *is* the current one, ``old_logp`` is their
@@ -28,8 +31,9 @@ from geozoo.objectives.base import Objective, StepContext
 from geozoo.objectives.grpo import GRPO
 from geozoo.rl.environments import Environment
 from geozoo.rl.evaluation import correct_matrix
-from geozoo.rl.policies import Sample, response_mask
+from geozoo.rl.policies import Sample
 from geozoo.rl.rollouts import Rollouts, masked_mean, sequence_sum
+from geozoo.rl.warmup import answer_nll
 from geozoo.tasks.base import ObjectiveTask, default_adam
 
 __all__ = ["RLTask"]
@@ -57,8 +61,8 @@ class RLTask(ObjectiveTask):
             It is not a submodule: it is neither trained nor saved in checkpoints.
         warmup_steps: optimizer steps of supervised warm-up (teacher-forced negative
             log-likelihood of the environment's answers) before RL; with batches
-            ``(prompts, targets, labelled)`` the warm-up uses only labelled rows and RL only
-            the others.
+            ``(prompts, targets, labelled)`` the warm-up uses only labelled rows and RL samples
+            only the others (the labelled ones go to ``ctx.extras["replay"]``).
         eval_samples, eval_temperature, pass_k: validation / test sampling and budgets.
         optimizer, lr_scheduler: as in :class:`~geozoo.tasks.ObjectiveTask`.
     """
@@ -221,11 +225,7 @@ class RLTask(ObjectiveTask):
 
     def warmup_loss(self, prompts: Tensor, targets: Tensor) -> Tensor:
         """Teacher-forced mean token negative log-likelihood of the environment's answers."""
-        policy = self.network
-        tokens = self.environment.answer_tokens(targets, policy.max_length)
-        logp = policy.log_probs(prompts, tokens)
-        mask = _mask_of(policy, tokens)
-        return -masked_mean(logp, mask)
+        return answer_nll(self.network, self.environment, prompts, targets)
 
     def training_step(self, batch: Any, batch_idx: int) -> Tensor | None:
         prompts, targets, labelled = self._unpack(batch)
@@ -243,12 +243,16 @@ class RLTask(ObjectiveTask):
                 batch_size=len(targets),
             )
             return loss
+        replay = None
         if labelled is not None:
+            replay = (prompts[labelled], targets[labelled])
             prompts, targets = prompts[~labelled], targets[~labelled]
         if len(targets) == 0:
             return None
         rollouts, rehearsal = self.rollout(prompts, targets)
         extras: dict[str, Any] = {"rollouts": rollouts}
+        if replay is not None and len(replay[1]):
+            extras["replay"] = replay
         if rehearsal is not None:
             extras["rehearsal"] = rehearsal
         ctx = StepContext(
@@ -310,10 +314,3 @@ class RLTask(ObjectiveTask):
     def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> Tensor:
         prompts = batch[0] if isinstance(batch, list | tuple) else batch
         return self.network.sample(prompts, 1, self.eval_temperature).responses
-
-
-def _mask_of(policy: nn.Module, responses: Tensor) -> Tensor:
-    eos = getattr(policy, "EOS", None)
-    if eos is None:
-        return torch.ones_like(responses, dtype=torch.bool)
-    return response_mask(responses, eos)

@@ -122,3 +122,11 @@ def test_download_checks_md5_and_never_keeps_bad_files(tmp_path, monkeypatch):
 def test_bad_source_name():
     with pytest.raises(ValueError, match="source must be one of"):
         resolve_mnist(source="internet")
+
+
+def test_offline_digits_are_parsed_once_and_each_call_gets_its_own_copy():
+    first = mnist_sources.load_offline_digits()
+    first.train_images[0] = 0
+    second = mnist_sources.load_offline_digits()
+    assert second.train_images[0].any() and second.train_images.shape == (5000, 28, 28)
+    assert mnist_sources._parse_offline_digits.cache_info().currsize == 1

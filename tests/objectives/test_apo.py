@@ -113,32 +113,11 @@ def test_bad_arguments():
         APO(dads_form="linear")
 
 
-def test_apo_raises_expected_reward_on_a_toy_bandit(bandit_rollouts):
+def test_apo_raises_expected_reward_on_a_toy_bandit(train_bandit):
     """Tabular softmax policy over 4 contexts x 6 actions (action 5 always right), with a
     reverse-KL anchor to the uniform reference weighted by DADS."""
-    torch.manual_seed(0)
-    gen = torch.Generator().manual_seed(0)
-    reward_table = torch.rand(4, 6, generator=gen).round()
+    reward_table = torch.rand(4, 6, generator=torch.Generator().manual_seed(0)).round()
     reward_table[:, 5] = 1.0
-    logits = torch.nn.Parameter(torch.zeros(4, 6))
-    optimizer = torch.optim.Adam([logits], lr=0.1)
-    objective = APO(beta=0.01, stcr_base=2.0)
-
-    def expected_reward() -> float:
-        return float((logits.detach().softmax(-1) * reward_table).sum(-1).mean())
-
-    start = expected_reward()
-    for _ in range(60):
-        actions = torch.multinomial(logits.detach().softmax(-1), 8, True, generator=gen)
-        actions = actions.reshape(-1, 1)
-        group = group_ids(4, 8)
-        logp = logits.log_softmax(-1)[group, actions[:, 0]][:, None]
-        ref_logp = torch.full_like(logp, -math.log(6)).detach()
-        rollouts = bandit_rollouts(
-            torch.arange(4), group, actions, reward_table, logp, ref_logp=ref_logp
-        )
-        optimizer.zero_grad()
-        objective(_ctx(rollouts)).loss.backward()
-        optimizer.step()
+    start, end = train_bandit(APO(beta=0.01, stcr_base=2.0), reward_table, steps=60)
     assert start < 0.75
-    assert expected_reward() > 0.95
+    assert end > 0.95

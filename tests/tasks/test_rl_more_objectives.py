@@ -7,19 +7,30 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from geozoo.objectives import APO, GRPO, VOGUE, DynamicReweighting
+from geozoo.objectives import (
+    APO,
+    GRPO,
+    KLDRO,
+    VOGUE,
+    AnswerReplay,
+    BestOfNDistillation,
+    DynamicReweighting,
+    PerPromptGRPO,
+    StepContext,
+)
 from geozoo.objectives.vogue import GaussianNoise
 from geozoo.rl import DigitSumEnvironment, DigitSumPolicy
 from geozoo.tasks import RLTask
 from geozoo.zoo.soup import ModelSoup
 
 
-def _batches(n: int = 6) -> tuple[DataLoader, DataLoader]:
+def _batches(n: int = 6, labelled: bool = False) -> tuple[DataLoader, DataLoader]:
     g = torch.Generator().manual_seed(0)
     images = torch.rand(n, 1, 28, 56, generator=g)
     sums = torch.randint(0, 19, (n,), generator=g)
+    train = (images, sums, torch.arange(n) % 3 == 0) if labelled else (images, sums)
     return (
-        DataLoader(TensorDataset(images, sums), batch_size=n),
+        DataLoader(TensorDataset(*train), batch_size=n),
         DataLoader(TensorDataset(images, sums), batch_size=n),
     )
 
@@ -29,8 +40,8 @@ def _policy(seed: int = 0) -> DigitSumPolicy:
     return DigitSumPolicy(dim=16, heads=2, layers=1, encoder_widths=(4, 8), encoder=None)
 
 
-def _fit(task: RLTask, steps: int = 3) -> dict[str, torch.Tensor]:
-    train, val = _batches()
+def _fit(task: RLTask, steps: int = 3, labelled: bool = False) -> dict[str, torch.Tensor]:
+    train, val = _batches(labelled=labelled)
     trainer = L.Trainer(
         accelerator="cpu",
         logger=False,
@@ -64,6 +75,15 @@ def _fit(task: RLTask, steps: int = 3) -> dict[str, torch.Tensor]:
             ],
             ["train/recap/grpo/weight", "train/recap/apo/weight"],
         ),
+        (
+            lambda: [DynamicReweighting([GRPO(name="grpo"), AnswerReplay()], window=4)],
+            ["train/recap/replay/loss", "train/recap/replay/weight"],
+        ),
+        (
+            lambda: [KLDRO(PerPromptGRPO(divergence="reverse_kl", beta=0.1), r=0.5)],
+            ["train/kl_dro/effective_samples", "train/kl_ref"],
+        ),
+        (lambda: [BestOfNDistillation()], ["train/best_of_n/best_reward"]),
     ],
 )
 def test_objectives_train_through_the_rl_task(objectives, keys):
@@ -73,10 +93,40 @@ def test_objectives_train_through_the_rl_task(objectives, keys):
     # a format reward: an untrained policy rarely answers right, but its answers differ in form,
     # so the advantages are not all zero and every objective has something to learn from
     task = RLTask(policy, DigitSumEnvironment(format_reward=0.5), objectives(), num_samples=4)
-    metrics = _fit(task)
+    metrics = _fit(task, labelled=True)
     for key in ["train/reward", "val/pass@8", *keys]:
         assert key in metrics and torch.isfinite(metrics[key]), key
     assert any(not torch.equal(before[k], v) for k, v in policy.state_dict().items())
+
+
+def test_labelled_rows_are_replayed_with_the_warmup_loss(monkeypatch):
+    """RL samples only the unlabelled rows; the labelled ones reach the objectives as
+    ``extras["replay"]``, where AnswerReplay is the task's own warm-up loss on them."""
+    L.seed_everything(0)
+    replay = AnswerReplay()
+    task = RLTask(_policy(), DigitSumEnvironment(), [GRPO(), replay], num_samples=2)
+    seen = {}
+
+    def spy(ctx: StepContext):
+        seen["ctx"] = ctx
+        return AnswerReplay.forward(replay, ctx)
+
+    monkeypatch.setattr(replay, "forward", spy)
+    images, sums, labelled = next(iter(_batches(labelled=True)[0]))
+    task.training_step((images, sums, labelled), 0)
+    ctx = seen["ctx"]
+    prompts, targets = ctx.extras["replay"]
+    assert torch.equal(prompts, images[labelled]) and torch.equal(targets, sums[labelled])
+    assert torch.equal(ctx.extras["rollouts"].prompts, images[~labelled])
+    loss = AnswerReplay.forward(replay, ctx).loss
+    torch.testing.assert_close(loss, task.warmup_loss(images[labelled], sums[labelled]))
+    del ctx.extras["replay"]  # no labelled row in the batch: nothing to replay
+    assert AnswerReplay.forward(replay, ctx).loss.item() == 0.0
+    bare = StepContext(images, sums, ctx.outputs, task.network, extras={"replay": (images, sums)})
+    with pytest.raises(ValueError, match="needs an environment"):
+        replay(bare)
+    explicit = AnswerReplay(environment=DigitSumEnvironment())
+    torch.testing.assert_close(explicit(bare).loss, task.warmup_loss(images, sums))
 
 
 def test_vogue_share_reaches_the_task_rollouts():
