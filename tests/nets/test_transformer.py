@@ -51,9 +51,9 @@ def test_parameter_count_matches_formula(name):
 
 
 def test_full_and_minimal_counts_written_out():
-    # Hand-derived for N=64, depth 6, 16 patches of 7x7, CLS token, 10 classes.
-    n, depth, tokens = 64, 6, 17
-    stem = 49 * n + n + n + tokens * n
+    # Hand-derived for N=64, depth 6, 49 patches of 4x4, CLS token, 10 classes.
+    n, depth, tokens = 64, 6, 50
+    stem = 16 * n + n + n + tokens * n
     tail = 2 * n + n * 10 + 10
     full_block = 4 * n * n + (2 * 4 * n * n + 4 * n + n) + 4 * n
     min_block = lambda heads: heads * n * (n + 1) // 2 + 2 * n  # noqa: E731
@@ -91,8 +91,8 @@ def test_cifar_variants_forward(name):
     assert model(torch.rand(2, 3, 32, 32)).shape == (2, 10)
 
 
-def perms(k: int) -> list[torch.Tensor]:
-    return [torch.randperm(16) for _ in range(k)]
+def perms(k: int, n: int) -> list[torch.Tensor]:
+    return [torch.randperm(n) for _ in range(k)]
 
 
 def _permute_patches(x: torch.Tensor, patch: int, perm: torch.Tensor) -> torch.Tensor:
@@ -109,15 +109,18 @@ def test_patch_permutation_without_positions(name, pool):
     torch.manual_seed(1)
     model = create_model(name, pos_embed=False, pool=pool, **SMALL).double().eval()
     x = torch.rand(3, 1, 28, 28, dtype=torch.float64)
-    perm = torch.randperm(16)
-    xp = _permute_patches(x, 7, perm)
+    patch, n = model.patch_size, model.num_patches
+    perm = torch.randperm(n)
+    xp = _permute_patches(x, patch, perm)
     assert not torch.equal(x, xp)
     # tokens are permuted (after the class token), logits unchanged
     offset = int(pool == "cls")
     tokens, tokens_p = model.tokens(x), model.tokens(xp)
     torch.testing.assert_close(tokens_p[:, offset:], tokens[:, offset:][:, perm])
     torch.testing.assert_close(model(xp), model(x))
-    shuffles = [Transform(lambda t, q=q: _permute_patches(t, 7, q), "shuffle") for q in perms(3)]
+    shuffles = [
+        Transform(lambda t, q=q: _permute_patches(t, patch, q), "shuffle") for q in perms(3, n)
+    ]
     assert_equivariant(model, x, shuffles)  # invariant logits
 
 
@@ -127,7 +130,7 @@ def test_position_embeddings_break_permutation_invariance():
     with torch.no_grad():
         model.pos_embed.normal_()
     x = torch.rand(2, 1, 28, 28, dtype=torch.float64)
-    xp = _permute_patches(x, 7, torch.randperm(16))
+    xp = _permute_patches(x, model.patch_size, torch.randperm(model.num_patches))
     assert (model(xp) - model(x)).abs().max() > 1e-6
 
 
