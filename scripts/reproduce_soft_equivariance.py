@@ -4,6 +4,8 @@ on geozoo's generated tasks: every method on every task with several seeds, one 
     python scripts/reproduce_soft_equivariance.py            # 3 seeds, 6 methods, 30 epochs
     python scripts/reproduce_soft_equivariance.py --quick    # 1 seed, all methods, 16 epochs
     python scripts/reproduce_soft_equivariance.py --protocol paper --tasks motion --json m.json
+    python scripts/reproduce_soft_equivariance.py --protocol paper --tasks motion --json m.json \
+        --resume                 # continue m.json: only the runs it lacks
     python scripts/reproduce_soft_equivariance.py --summarize m.json ... --write-doc FILE.md
 
 ``--protocol paper`` is the paper's budget per task (see ``PAPER``; about three hours of one
@@ -37,6 +39,7 @@ import functools
 import json
 import logging
 import math
+import os
 import time
 import warnings
 from dataclasses import dataclass, replace
@@ -477,6 +480,19 @@ def write_block(path: str, text: str, block: str = "results", required: bool = T
     return True
 
 
+def previous_runs(paths: list[str], output: str | None = None) -> list[dict]:
+    """The runs of the JSON files ``paths`` and of ``output`` if it exists, each
+    (task, protocol, epochs, method, seed) once: a later file's run replaces an earlier one."""
+    paths = [*paths, *([output] if output is not None and os.path.exists(output) else [])]
+    runs: dict[tuple, dict] = {}
+    for path in paths:
+        with open(path) as f:
+            for r in json.load(f):
+                key = (r["task"], r.get("protocol", "short"), r["epochs"], r["method"], r["seed"])
+                runs[key] = r
+    return list(runs.values())
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -495,6 +511,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--methods", nargs="*", default=None, choices=list(METHODS))
     parser.add_argument("--json", default=None, help="also write every run to this JSON file")
     parser.add_argument(
+        "--resume",
+        nargs="*",
+        default=None,
+        help="keep the runs of --json (if it exists) and of these JSON files, and only train the "
+        "(task, method, seed) runs they lack; --json then holds them all",
+    )
+    parser.add_argument(
         "--summarize", nargs="+", default=None, help="only print the tables of JSON files"
     )
     parser.add_argument(
@@ -505,11 +528,8 @@ def main(argv: list[str] | None = None) -> None:
         "(everything) or <!-- softeq-table --> (the main table) blocks",
     )
     args = parser.parse_args(argv)
-    if args.summarize:
-        results = []
-        for path in args.summarize:
-            with open(path) as f:
-                results += json.load(f)
+    if args.summarize:  # a run in several files (resumed from one another) counts once
+        results = previous_runs(args.summarize)
         tasks = [t for t in TASKS if any(r["task"] == t for r in results)]
         methods = [m for m in METHODS if any(r["method"] == m for r in results)]
         text = describe(results) + "\n\n" + summarize(results, tasks, methods)
@@ -529,14 +549,23 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(1)
     warnings.filterwarnings("ignore")
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
-    results = []
+    results = [] if args.resume is None else previous_runs(args.resume, args.json)
     for task_name in args.tasks:
         proto = protocol_for(name, task_name)
         if args.epochs is not None:
             proto = replace(proto, epochs=args.epochs)
         print(f"{task_name}: {name} protocol {proto}, seeds: {seeds}", flush=True)
+        done = {
+            (r["method"], r["seed"])
+            for r in results
+            if r["task"] == task_name
+            and r.get("protocol", "short") == name
+            and r["epochs"] == proto.epochs
+        }
         for seed in range(seeds):  # seeds outer: an interrupted run still compares all methods
             for method in args.methods:
+                if (method, seed) in done:
+                    continue
                 r = {"protocol": name, **run_one(method, TASKS[task_name], seed, proto)}
                 results.append(r)
                 print(json.dumps(r), flush=True)
@@ -544,7 +573,9 @@ def main(argv: list[str] | None = None) -> None:
                     with open(args.json, "w") as f:
                         json.dump(results, f, indent=1)
     print()
-    print(describe(results) + "\n\n" + summarize(results, args.tasks, args.methods))
+    methods = [m for m in METHODS if any(r["method"] == m for r in results)]
+    tasks = [t for t in args.tasks if any(r["task"] == t for r in results)]
+    print(describe(results) + "\n\n" + summarize(results, tasks, methods))
 
 
 if __name__ == "__main__":
