@@ -156,6 +156,12 @@ class GatedNonlinearity(nn.Module):
         # (cheaper than a gather, whose backward is a scatter)
         spread = torch.zeros(copy, size)
         spread[gate_index[~scalar_mask], torch.arange(size)[~scalar_mask]] = 1.0
+        # scalars first (as in every hidden rep built from multiplicities): silu on the leading
+        # block and gates on the rest, instead of both on everything and a select
+        scalars = int(scalar_mask.sum())
+        self.leading_scalars = scalars if bool(scalar_mask[:scalars].all()) else None
+        if self.leading_scalars is not None:
+            spread = spread[:, scalars:]
         self.register_buffer("spread", spread, persistent=False)
 
     @property
@@ -167,8 +173,11 @@ class GatedNonlinearity(nn.Module):
         values, gates = x[..., : self.size], x[..., self.size :]
         if gates.shape[-1] == 0:
             return F.silu(values)
-        gated = values * (torch.sigmoid(gates) @ self.spread.to(gates.dtype))
-        return torch.where(self.scalar_mask, F.silu(values), gated)
+        spread = torch.sigmoid(gates) @ self.spread.to(gates.dtype)
+        n = self.leading_scalars
+        if n is not None:
+            return torch.cat([F.silu(values[..., :n]), values[..., n:] * spread], dim=-1)
+        return torch.where(self.scalar_mask, F.silu(values), values * spread)
 
 
 class RepBilinear(nn.Module):
@@ -205,18 +214,32 @@ class RepBilinear(nn.Module):
         self.dim = dim
         self.ranges = tuple(ranges)
         self.linear = RepLinear(self.sub_rep @ self.sub_rep, rep_out, dim, mode, group)
-        # the layer sees the plain outer product s s^T; its weight columns are reordered to it
-        # (from the product representation's layout) instead of gathering every example
-        order = tensor_product_order(self.sub_rep, self.sub_rep, dim)
-        self.register_buffer("column_order", torch.argsort(order), persistent=False)
+        # s (x) s is symmetric (s_i s_j = s_j s_i), so the layer sees only the products with
+        # i <= j, gathered straight from x, and its weight columns of (i, j) and (j, i) are
+        # summed: the same map in half the features.  ``column_order`` takes the columns from the
+        # product representation's layout to the row-major outer product s s^T.
+        sub = torch.cat([torch.arange(a, b) for a, b in self.ranges])
+        n = len(sub)
+        rows, cols = torch.triu_indices(n, n)
+        column_order = torch.argsort(tensor_product_order(self.sub_rep, self.sub_rep, dim))
+        self.register_buffer("left", sub[rows], persistent=False)
+        self.register_buffer("right", sub[cols], persistent=False)
+        self.register_buffer("upper", column_order[rows * n + cols], persistent=False)
+        self.register_buffer("lower", column_order[cols * n + rows], persistent=False)
+        self.register_buffer("off_diagonal", (rows != cols).float(), persistent=False)
         with torch.no_grad():  # start small, as a correction to the linear path
             self.linear.weight.mul_(0.1)
 
+    def folded_weight(self) -> Tensor:
+        """The weight on the products ``s_i s_j``, ``i <= j`` (``W_ij + W_ji`` off the
+        diagonal)."""
+        weight = self.linear.effective_weight()
+        lower = weight.index_select(1, self.lower) * self.off_diagonal.to(weight.dtype)
+        return weight.index_select(1, self.upper) + lower
+
     def forward(self, x: Tensor) -> Tensor:
-        sub = torch.cat([x[..., a:b] for a, b in self.ranges], dim=-1)
-        outer = (sub[..., :, None] * sub[..., None, :]).flatten(-2)
-        weight = self.linear.effective_weight().index_select(1, self.column_order)
-        return F.linear(outer, weight, self.linear.effective_bias())
+        products = x.index_select(-1, self.left) * x.index_select(-1, self.right)
+        return F.linear(products, self.folded_weight(), self.linear.effective_bias())
 
 
 class EquivariantMLP(nn.Module):
@@ -231,6 +254,10 @@ class EquivariantMLP(nn.Module):
         mode: ``"free"`` (soft), ``"equivariant"`` (hard) or ``"rpp"``.
         group: group name or :class:`MatrixGroup` for ``"equivariant"`` / ``"rpp"``.
         bilinear: ``(scalars, vectors)`` copies entering each bilinear layer.
+        bilinear_group: make the bilinear layers hard-equivariant to this group whatever
+            ``mode`` is.  Kim et al.'s soft network (official code: ``SoftEMLP``) does this with
+            the largest candidate group: only its linear layers are free and regularized, and the
+            bilinear layers, equivariant to every candidate, never break a symmetry.
     """
 
     def __init__(
@@ -243,6 +270,7 @@ class EquivariantMLP(nn.Module):
         mode: str = "free",
         group: MatrixGroup | str | None = None,
         bilinear: Sequence[int] = (4, 4),
+        bilinear_group: MatrixGroup | str | None = None,
     ) -> None:
         super().__init__()
         self.rep_in, self.rep_out, self.dim = as_rep(rep_in), as_rep(rep_out), dim
@@ -257,7 +285,12 @@ class EquivariantMLP(nn.Module):
                 {
                     "linear": RepLinear(previous, gate.input_rep, dim, mode, group),
                     "bilinear": RepBilinear(
-                        gate.input_rep, gate.input_rep, *bilinear, dim=dim, mode=mode, group=group
+                        gate.input_rep,
+                        gate.input_rep,
+                        *bilinear,
+                        dim=dim,
+                        mode=mode if bilinear_group is None else "equivariant",
+                        group=group if bilinear_group is None else bilinear_group,
                     ),
                     "gate": gate,
                 }
@@ -268,9 +301,13 @@ class EquivariantMLP(nn.Module):
         self.head = RepLinear(previous, self.rep_out, dim, mode, group)
 
     def rep_linears(self) -> Iterator[RepLinear]:
-        """Every :class:`RepLinear` (the layers the projection-form regularizer acts on)."""
+        """The :class:`RepLinear` layers that are not hard-equivariant (those the projection-form
+        regularizer acts on; with ``bilinear_group`` the bilinear layers are left out, as in
+        Kim et al.'s code)."""
         for module in self.modules():
-            if isinstance(module, RepLinear):
+            if isinstance(module, RepLinear) and not (
+                module.mode == "equivariant" and self.mode != "equivariant"
+            ):
                 yield module
 
     def forward(self, x: Tensor) -> Tensor:
