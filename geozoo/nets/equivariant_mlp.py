@@ -152,17 +152,13 @@ class GatedNonlinearity(nn.Module):
         self.size = size
         self.register_buffer("gate_index", gate_index, persistent=False)
         self.register_buffer("scalar_mask", scalar_mask, persistent=False)
-        # gate copy -> its coordinates as a 0/1 matrix: one small product spreads the gates
-        # (cheaper than a gather, whose backward is a scatter)
-        spread = torch.zeros(copy, size)
-        spread[gate_index[~scalar_mask], torch.arange(size)[~scalar_mask]] = 1.0
-        # scalars first (as in every hidden rep built from multiplicities): silu on the leading
-        # block and gates on the rest, instead of both on everything and a select
-        scalars = int(scalar_mask.sum())
-        self.leading_scalars = scalars if bool(scalar_mask[:scalars].all()) else None
-        if self.leading_scalars is not None:
-            spread = spread[:, scalars:]
-        self.register_buffer("spread", spread, persistent=False)
+        # silu(v) = v sigmoid(v): every output is its value times the sigmoid of one input
+        # coordinate (its own for scalars, its copy's gate otherwise), so one gather, one
+        # sigmoid and one product make the whole nonlinearity
+        own = torch.arange(size)
+        self.register_buffer(
+            "sigmoid_index", torch.where(scalar_mask, own, size + gate_index), persistent=False
+        )
 
     @property
     def input_rep(self) -> Rep:
@@ -170,14 +166,9 @@ class GatedNonlinearity(nn.Module):
         return self.rep + Rep(((0, n),)) if n else self.rep
 
     def forward(self, x: Tensor) -> Tensor:
-        values, gates = x[..., : self.size], x[..., self.size :]
-        if gates.shape[-1] == 0:
-            return F.silu(values)
-        spread = torch.sigmoid(gates) @ self.spread.to(gates.dtype)
-        n = self.leading_scalars
-        if n is not None:
-            return torch.cat([F.silu(values[..., :n]), values[..., n:] * spread], dim=-1)
-        return torch.where(self.scalar_mask, F.silu(values), values * spread)
+        if x.shape[-1] == self.size:  # scalars only
+            return F.silu(x)
+        return x[..., : self.size] * torch.sigmoid(x.index_select(-1, self.sigmoid_index))
 
 
 class RepBilinear(nn.Module):

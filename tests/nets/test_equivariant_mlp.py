@@ -112,11 +112,11 @@ def test_bilinear_on_symmetric_products_is_the_outer_product_map(mode) -> None:
     torch.testing.assert_close(g_fast, g_ref, rtol=1e-12, atol=1e-12)
 
 
-def test_gate_with_leading_scalars_matches_the_masked_form() -> None:
+@pytest.mark.parametrize("rep", [[3, 2, 1], [0, 2], as_rep([0, 1]) + as_rep([2])])
+def test_gate_is_silu_on_scalars_and_sigmoid_gates_elsewhere(rep) -> None:
     from geozoo.nets.equivariant_mlp import GatedNonlinearity
 
-    gate = GatedNonlinearity(as_rep([3, 2, 1]))
-    assert gate.leading_scalars == 3
+    gate = GatedNonlinearity(as_rep(rep))
     x = torch.randn(4, gate.input_rep.size(3))
     values, gates = x[:, : gate.size], x[:, gate.size :]
     spread = torch.sigmoid(gates)[:, gate.gate_index]
