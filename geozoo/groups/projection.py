@@ -23,6 +23,7 @@ cached too (:func:`equivariant_projector`).
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from functools import cache, lru_cache
 
 import torch
@@ -39,6 +40,7 @@ __all__ = [
     "equivariant_projector",
     "multi_group_residual",
     "null_space",
+    "sparse_block_diagonal",
     "sparse_projector",
 ]
 
@@ -325,4 +327,18 @@ def sparse_projector(group: MatrixGroup, rep_out: Rep, rep_in: Rep) -> Tensor:
     indices = torch.stack([torch.cat(rows_all), torch.cat(cols_all)])
     return torch.sparse_coo_tensor(
         indices, torch.cat(vals_all), (n, n), check_invariants=False
+    ).coalesce()
+
+
+def sparse_block_diagonal(blocks: Sequence[Tensor]) -> Tensor:
+    """The sparse COO block-diagonal matrix of square sparse ``blocks`` (to apply the projectors
+    of many weights in one product)."""
+    indices, values, offset = [], [], 0
+    for block in blocks:
+        block = block.coalesce()
+        indices.append(block.indices() + offset)
+        values.append(block.values())
+        offset += block.shape[0]
+    return torch.sparse_coo_tensor(
+        torch.cat(indices, dim=1), torch.cat(values), (offset, offset), check_invariants=False
     ).coalesce()

@@ -27,6 +27,7 @@ tensor representations of :mod:`geozoo.groups.representations` (gates are scalar
 from __future__ import annotations
 
 import itertools
+import warnings
 from collections.abc import Iterator, Sequence
 
 import torch
@@ -34,8 +35,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from geozoo.groups import MatrixGroup, get_group
-from geozoo.groups.projection import equivariant_projector
-from geozoo.groups.representations import Rep, tensor_product_order
+from geozoo.groups.projection import (
+    SparseLinearMap,
+    equivariant_projector,
+    sparse_block_diagonal,
+    sparse_projector,
+)
+from geozoo.groups.representations import Rep, Scalar, tensor_product_order
 from geozoo.zoo.pretrained import InputSpec, PretrainedCfg, regression_metrics
 from geozoo.zoo.registry import register_model
 
@@ -221,16 +227,21 @@ class RepBilinear(nn.Module):
         with torch.no_grad():  # start small, as a correction to the linear path
             self.linear.weight.mul_(0.1)
 
-    def folded_weight(self) -> Tensor:
+    def folded_weight(self, weight: Tensor | None = None) -> Tensor:
         """The weight on the products ``s_i s_j``, ``i <= j`` (``W_ij + W_ji`` off the
-        diagonal)."""
-        weight = self.linear.effective_weight()
+        diagonal) of ``weight`` (default: the layer's effective weight)."""
+        if weight is None:
+            weight = self.linear.effective_weight()
         lower = weight.index_select(1, self.lower) * self.off_diagonal.to(weight.dtype)
         return weight.index_select(1, self.upper) + lower
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(
+        self, x: Tensor, weight: Tensor | None = None, bias: Tensor | None = None
+    ) -> Tensor:
+        """``weight`` and ``bias``: the effective ones of ``self.linear`` if already computed."""
         products = x.index_select(-1, self.left) * x.index_select(-1, self.right)
-        return F.linear(products, self.folded_weight(), self.linear.effective_bias())
+        bias = self.linear.effective_bias() if bias is None else bias
+        return F.linear(products, self.folded_weight(weight), bias)
 
 
 class EquivariantMLP(nn.Module):
@@ -290,6 +301,48 @@ class EquivariantMLP(nn.Module):
             previous = self.hidden
         self.blocks = blocks
         self.head = RepLinear(previous, self.rep_out, dim, mode, group)
+        self._projected = [
+            m for m in self.modules() if isinstance(m, RepLinear) and m.mode != "free"
+        ]
+        self._projectors: dict[tuple[torch.dtype, torch.device], Tensor] = {}
+
+    def _projector(self, dtype: torch.dtype, device: torch.device) -> Tensor:
+        """Block-diagonal projector of every projected layer's ``vec(V)`` and bias (CSR)."""
+        key = (dtype, device)
+        if key not in self._projectors:
+            blocks = []
+            for layer in self._projected:
+                blocks.append(sparse_projector(layer.group, layer.rep_out, layer.rep_in))
+                blocks.append(sparse_projector(layer.group, layer.rep_out, Scalar))
+            with warnings.catch_warnings():  # "sparse CSR support is in beta"
+                warnings.simplefilter("ignore", UserWarning)
+                matrix = sparse_block_diagonal(blocks).to(device=device, dtype=dtype)
+                self._projectors[key] = matrix.to_sparse_csr()
+        return self._projectors[key]
+
+    def effective_parameters(self) -> dict[RepLinear, tuple[Tensor, Tensor]]:
+        """``(weight, bias)`` of every :class:`RepLinear`, as its ``effective_weight()`` and
+        ``effective_bias()``, with all projections of the hard and RPP layers from one sparse
+        product (one per layer and step would cost more than the layers themselves)."""
+        params = {
+            m: (m.weight, m.bias)
+            for m in self.modules()
+            if isinstance(m, RepLinear) and m.mode == "free"
+        }
+        if self._projected:
+            theta = torch.cat([t for m in self._projected for t in (m.weight.flatten(), m.bias)])
+            matrix = self._projector(theta.dtype, theta.device)  # symmetric: its own transpose
+            flat = SparseLinearMap.apply(matrix, matrix, theta.unsqueeze(-1)).squeeze(-1)
+            offset = 0
+            for m in self._projected:
+                n_w, n_b = m.weight.numel(), m.bias.numel()
+                weight = flat[offset : offset + n_w].view_as(m.weight)
+                bias = flat[offset + n_w : offset + n_w + n_b]
+                offset += n_w + n_b
+                if m.mode == "rpp":
+                    weight, bias = weight + m.weight_free, bias + m.bias_free
+                params[m] = (weight, bias)
+        return params
 
     def rep_linears(self) -> Iterator[RepLinear]:
         """The :class:`RepLinear` layers that are not hard-equivariant (those the projection-form
@@ -308,10 +361,11 @@ class EquivariantMLP(nn.Module):
                 f"expected inputs (..., {expected}) for {self.rep_in} over R^{self.dim}, got "
                 f"{tuple(x.shape)}"
             )
+        params = self.effective_parameters()
         for block in self.blocks:
-            lin = block["linear"](x)
-            x = block["gate"](lin + block["bilinear"](lin))
-        return self.head(x)
+            lin = F.linear(x, *params[block["linear"]])
+            x = block["gate"](lin + block["bilinear"](lin, *params[block["bilinear"].linear]))
+        return F.linear(x, *params[self.head])
 
 
 class PlainMLP(nn.Module):

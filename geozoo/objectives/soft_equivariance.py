@@ -40,7 +40,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from geozoo.groups import MatrixGroup, get_group
-from geozoo.groups.projection import sparse_projector
+from geozoo.groups.projection import sparse_block_diagonal, sparse_projector
 from geozoo.groups.representations import Rep, Scalar
 from geozoo.objectives.base import Objective, ObjectiveOutput, StepContext
 from geozoo.objectives.sample_actions import (
@@ -119,7 +119,7 @@ class ProjectionPenaltyOperator:
             for layer in self.layers:
                 blocks.append(sparse_projector(group, layer.rep_out, layer.rep_in))
                 blocks.append(sparse_projector(group, layer.rep_out, Scalar))
-            per_group.append(_sparse_block_diag(blocks))
+            per_group.append(sparse_block_diagonal(blocks))
         self.size = per_group[0].shape[0]
         # the trace of an orthogonal projector is its rank: the equivariant subspace's dimension
         ranks = [_sparse_trace(p) for p in per_group]
@@ -158,18 +158,6 @@ def _sparse_trace(matrix: Tensor) -> float:
     matrix = matrix.coalesce()
     rows, cols = matrix.indices()
     return float(matrix.values()[rows == cols].sum())
-
-
-def _sparse_block_diag(blocks: Sequence[Tensor]) -> Tensor:
-    indices, values, offset = [], [], 0
-    for block in blocks:
-        block = block.coalesce()
-        indices.append(block.indices() + offset)
-        values.append(block.values())
-        offset += block.shape[0]
-    return torch.sparse_coo_tensor(
-        torch.cat(indices, dim=1), torch.cat(values), (offset, offset), check_invariants=False
-    ).coalesce()
 
 
 _OPERATORS: weakref.WeakKeyDictionary[nn.Module, dict[tuple, ProjectionPenaltyOperator]] = (

@@ -143,3 +143,34 @@ def test_hard_bilinear_layers_keep_every_candidate_symmetry() -> None:
             layer.weight.copy_(projector(layer.weight))
             layer.bias.copy_(projector.project_bias(layer.bias))
     assert _equivariance_error(net, "o2_z") < 1e-10
+
+
+@pytest.mark.parametrize(
+    ("mode", "bilinear_group"), [("equivariant", None), ("rpp", None), ("free", "o3")]
+)
+def test_fused_projections_match_the_layers_own(mode, bilinear_group) -> None:
+    """All projections of a forward pass come from one sparse product; each layer's
+    ``effective_weight()`` / ``effective_bias()`` (its own projector) gives the same network."""
+    torch.manual_seed(0)
+    group = None if mode == "free" else "o2_z"
+    net = EquivariantMLP(
+        [5, 5],
+        [0, 0, 1],
+        hidden=(4, 3, 1),
+        num_blocks=2,
+        mode=mode,
+        group=group,
+        bilinear=(2, 2),
+        bilinear_group=bilinear_group,
+    )
+    x = torch.randn(6, 20)
+    h = x
+    for block in net.blocks:
+        lin = block["linear"](h)
+        h = block["gate"](lin + block["bilinear"](lin))
+    reference = net.head(h)
+    torch.testing.assert_close(net(x), reference, rtol=1e-6, atol=1e-6)
+    grads = torch.autograd.grad(net(x).square().sum(), list(net.parameters()))
+    ref_grads = torch.autograd.grad(reference.square().sum(), list(net.parameters()))
+    for g, r in zip(grads, ref_grads):
+        torch.testing.assert_close(g, r, rtol=1e-5, atol=1e-6)
