@@ -127,7 +127,16 @@ METHODS = (
 )
 # the 3-seed runs leave out per_cont to fit a 2-core CPU budget; --quick runs all of them
 SHORT_METHODS = ("mlp", "emlp_full", "emlp_sub", "rpp", "per", "mlp_sample")
-PAPER_METHODS = ("mlp", "emlp_full", "emlp_sub", "rpp", "per", "per_norm", "mlp_sample")
+PAPER_METHODS = (
+    "mlp",
+    "emlp_full",
+    "emlp_sub",
+    "rpp",
+    "per",
+    "per_norm",
+    "per_softemlp",
+    "mlp_sample",
+)
 
 
 @dataclass
