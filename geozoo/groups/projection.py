@@ -41,6 +41,7 @@ __all__ = [
     "multi_group_residual",
     "null_space",
     "sparse_block_diagonal",
+    "sparse_csr",
     "sparse_projector",
 ]
 
@@ -198,7 +199,7 @@ class EquivariantProjector:
             with warnings.catch_warnings():  # "sparse CSR support is in beta"
                 warnings.simplefilter("ignore", UserWarning)
                 matrix = sparse_projector(self.group, self.rep_out, self.rep_in)
-                t["sparse"] = matrix.to(device=device, dtype=dtype).to_sparse_csr()
+                t["sparse"] = sparse_csr(matrix, dtype, device)
         return t["sparse"]
 
     def __call__(self, weight: Tensor) -> Tensor:
@@ -342,3 +343,16 @@ def sparse_block_diagonal(blocks: Sequence[Tensor]) -> Tensor:
     return torch.sparse_coo_tensor(
         torch.cat(indices, dim=1), torch.cat(values), (offset, offset), check_invariants=False
     ).coalesce()
+
+
+def sparse_csr(matrix: Tensor, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """A sparse COO matrix as CSR in ``dtype`` on ``device``, with 32-bit indices where they fit
+    (the CPU kernels convert 64-bit ones at every product otherwise)."""
+    with warnings.catch_warnings():  # "sparse CSR support is in beta"
+        warnings.simplefilter("ignore", UserWarning)
+        csr = matrix.to(device=device, dtype=dtype).to_sparse_csr()
+        if csr.values().numel() < 2**31 and max(csr.shape) < 2**31:
+            csr = torch.sparse_csr_tensor(
+                csr.crow_indices().int(), csr.col_indices().int(), csr.values(), csr.shape
+            )
+    return csr

@@ -27,7 +27,6 @@ tensor representations of :mod:`geozoo.groups.representations` (gates are scalar
 from __future__ import annotations
 
 import itertools
-import warnings
 from collections.abc import Iterator, Sequence
 
 import torch
@@ -39,6 +38,7 @@ from geozoo.groups.projection import (
     SparseLinearMap,
     equivariant_projector,
     sparse_block_diagonal,
+    sparse_csr,
     sparse_projector,
 )
 from geozoo.groups.representations import Rep, Scalar, tensor_product_order
@@ -314,10 +314,7 @@ class EquivariantMLP(nn.Module):
             for layer in self._projected:
                 blocks.append(sparse_projector(layer.group, layer.rep_out, layer.rep_in))
                 blocks.append(sparse_projector(layer.group, layer.rep_out, Scalar))
-            with warnings.catch_warnings():  # "sparse CSR support is in beta"
-                warnings.simplefilter("ignore", UserWarning)
-                matrix = sparse_block_diagonal(blocks).to(device=device, dtype=dtype)
-                self._projectors[key] = matrix.to_sparse_csr()
+            self._projectors[key] = sparse_csr(sparse_block_diagonal(blocks), dtype, device)
         return self._projectors[key]
 
     def effective_parameters(self) -> dict[RepLinear, tuple[Tensor, Tensor]]:
