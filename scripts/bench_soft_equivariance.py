@@ -43,7 +43,7 @@ from reproduce_soft_equivariance import (
 
 from geozoo.nets.equivariant_mlp import PlainMLP
 
-METHODS = ("mlp", "emlp_full", "rpp", "free_emlp", "per", "per_norm", "mlp_sample")
+METHODS = ("mlp", "emlp_full", "rpp", "free_emlp", "per", "per_norm", "per_softemlp", "mlp_sample")
 
 
 class StepTimer(L.Callback):

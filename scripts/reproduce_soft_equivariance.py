@@ -4,6 +4,8 @@ on geozoo's generated tasks: every method on every task with several seeds, one 
     python scripts/reproduce_soft_equivariance.py            # 3 seeds, 6 methods, 30 epochs
     python scripts/reproduce_soft_equivariance.py --quick    # 1 seed, all methods, 16 epochs
     python scripts/reproduce_soft_equivariance.py --protocol paper --tasks motion --json m.json
+    python scripts/reproduce_soft_equivariance.py --protocol paper --tasks motion --json m.json \
+        --resume                 # continue m.json: only the runs it lacks
     python scripts/reproduce_soft_equivariance.py --summarize m.json ... --write-doc FILE.md
 
 ``--protocol paper`` is the paper's budget per task (see ``PAPER``; about three hours of one
@@ -21,6 +23,9 @@ Methods (identical data, optimiser, epochs, batch size and model selection for a
 * ``per_norm``: ``per`` with each penalty divided by the number of directions its group
   constrains (``normalize=True``; geozoo's variant, not the paper's).
 * ``per_cont``: ``per`` with the continuous strength schedule.
+* ``per_softemlp``: projection PER on the official code's network (``SoftEMLP``): the bilinear
+  layers are hard-equivariant to the full candidate group, so only the linear layers are free
+  and regularized (in ``per`` every layer is free and regularized).
 * ``mlp_sample``: the plain MLP with the sample-form mixed regularizer (one-shot tuning).
 
 Prints a markdown table of test MSE (ADE for motion) as mean +- std over seeds, and the
@@ -37,6 +42,7 @@ import functools
 import json
 import logging
 import math
+import os
 import time
 import warnings
 from dataclasses import dataclass, replace
@@ -108,10 +114,20 @@ TASKS = {
     ),
 }
 
-METHODS = ("mlp", "emlp_full", "emlp_sub", "rpp", "per", "per_norm", "per_cont", "mlp_sample")
+METHODS = (
+    "mlp",
+    "emlp_full",
+    "emlp_sub",
+    "rpp",
+    "per",
+    "per_norm",
+    "per_cont",
+    "per_softemlp",
+    "mlp_sample",
+)
 # the 3-seed runs leave out per_cont to fit a 2-core CPU budget; --quick runs all of them
 SHORT_METHODS = ("mlp", "emlp_full", "emlp_sub", "rpp", "per", "mlp_sample")
-PAPER_METHODS = ("mlp", "emlp_full", "emlp_sub", "rpp", "per", "per_norm", "mlp_sample")
+PAPER_METHODS = tuple(m for m in METHODS if m != "per_cont")
 
 
 @dataclass
@@ -233,6 +249,9 @@ def build(method: str, spec: TaskSpec, data: SymmetryTaskDataModule, proto: Prot
         return EquivariantMLP(mode="free", **emlp), [
             MixedSymmetryRegularizer(normalize=True, **mixed)
         ]
+    if method == "per_softemlp":
+        net = EquivariantMLP(mode="free", bilinear_group=spec.full_group, **emlp)
+        return net, [MixedSymmetryRegularizer(**mixed)]
     if method == "per_cont":
         return EquivariantMLP(mode="free", **emlp), [
             MixedSymmetryRegularizer(schedule="continuous", rate=0.3, **mixed)
@@ -345,7 +364,7 @@ def run_one(method: str, spec: TaskSpec, seed: int, proto: Protocol) -> dict:
 
 
 BASELINES = ("mlp", "emlp_full", "emlp_sub", "rpp")
-REGULARIZED = ("per", "per_norm", "per_cont", "mlp_sample")
+REGULARIZED = ("per", "per_norm", "per_cont", "per_softemlp", "mlp_sample")
 
 
 def _stats(values: list[float]) -> tuple[float, float]:
@@ -477,6 +496,19 @@ def write_block(path: str, text: str, block: str = "results", required: bool = T
     return True
 
 
+def previous_runs(paths: list[str], output: str | None = None) -> list[dict]:
+    """The runs of the JSON files ``paths`` and of ``output`` if it exists, each
+    (task, protocol, epochs, method, seed) once: a later file's run replaces an earlier one."""
+    paths = [*paths, *([output] if output is not None and os.path.exists(output) else [])]
+    runs: dict[tuple, dict] = {}
+    for path in paths:
+        with open(path) as f:
+            for r in json.load(f):
+                key = (r["task"], r.get("protocol", "short"), r["epochs"], r["method"], r["seed"])
+                runs[key] = r
+    return list(runs.values())
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -495,6 +527,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--methods", nargs="*", default=None, choices=list(METHODS))
     parser.add_argument("--json", default=None, help="also write every run to this JSON file")
     parser.add_argument(
+        "--resume",
+        nargs="*",
+        default=None,
+        help="keep the runs of --json (if it exists) and of these JSON files, and only train the "
+        "(task, method, seed) runs they lack; --json then holds them all",
+    )
+    parser.add_argument(
         "--summarize", nargs="+", default=None, help="only print the tables of JSON files"
     )
     parser.add_argument(
@@ -505,11 +544,8 @@ def main(argv: list[str] | None = None) -> None:
         "(everything) or <!-- softeq-table --> (the main table) blocks",
     )
     args = parser.parse_args(argv)
-    if args.summarize:
-        results = []
-        for path in args.summarize:
-            with open(path) as f:
-                results += json.load(f)
+    if args.summarize:  # a run in several files (resumed from one another) counts once
+        results = previous_runs(args.summarize)
         tasks = [t for t in TASKS if any(r["task"] == t for r in results)]
         methods = [m for m in METHODS if any(r["method"] == m for r in results)]
         text = describe(results) + "\n\n" + summarize(results, tasks, methods)
@@ -529,14 +565,23 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(1)
     warnings.filterwarnings("ignore")
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
-    results = []
+    results = [] if args.resume is None else previous_runs(args.resume, args.json)
     for task_name in args.tasks:
         proto = protocol_for(name, task_name)
         if args.epochs is not None:
             proto = replace(proto, epochs=args.epochs)
         print(f"{task_name}: {name} protocol {proto}, seeds: {seeds}", flush=True)
+        done = {
+            (r["method"], r["seed"])
+            for r in results
+            if r["task"] == task_name
+            and r.get("protocol", "short") == name
+            and r["epochs"] == proto.epochs
+        }
         for seed in range(seeds):  # seeds outer: an interrupted run still compares all methods
             for method in args.methods:
+                if (method, seed) in done:
+                    continue
                 r = {"protocol": name, **run_one(method, TASKS[task_name], seed, proto)}
                 results.append(r)
                 print(json.dumps(r), flush=True)
@@ -544,7 +589,9 @@ def main(argv: list[str] | None = None) -> None:
                     with open(args.json, "w") as f:
                         json.dump(results, f, indent=1)
     print()
-    print(describe(results) + "\n\n" + summarize(results, args.tasks, args.methods))
+    methods = [m for m in METHODS if any(r["method"] == m for r in results)]
+    tasks = [t for t in args.tasks if any(r["task"] == t for r in results)]
+    print(describe(results) + "\n\n" + summarize(results, tasks, methods))
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ cached too (:func:`equivariant_projector`).
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from functools import cache, lru_cache
 
 import torch
@@ -39,6 +40,8 @@ __all__ = [
     "equivariant_projector",
     "multi_group_residual",
     "null_space",
+    "sparse_block_diagonal",
+    "sparse_csr",
     "sparse_projector",
 ]
 
@@ -196,7 +199,7 @@ class EquivariantProjector:
             with warnings.catch_warnings():  # "sparse CSR support is in beta"
                 warnings.simplefilter("ignore", UserWarning)
                 matrix = sparse_projector(self.group, self.rep_out, self.rep_in)
-                t["sparse"] = matrix.to(device=device, dtype=dtype).to_sparse_csr()
+                t["sparse"] = sparse_csr(matrix, dtype, device)
         return t["sparse"]
 
     def __call__(self, weight: Tensor) -> Tensor:
@@ -326,3 +329,30 @@ def sparse_projector(group: MatrixGroup, rep_out: Rep, rep_in: Rep) -> Tensor:
     return torch.sparse_coo_tensor(
         indices, torch.cat(vals_all), (n, n), check_invariants=False
     ).coalesce()
+
+
+def sparse_block_diagonal(blocks: Sequence[Tensor]) -> Tensor:
+    """The sparse COO block-diagonal matrix of square sparse ``blocks`` (to apply the projectors
+    of many weights in one product)."""
+    indices, values, offset = [], [], 0
+    for block in blocks:
+        block = block.coalesce()
+        indices.append(block.indices() + offset)
+        values.append(block.values())
+        offset += block.shape[0]
+    return torch.sparse_coo_tensor(
+        torch.cat(indices, dim=1), torch.cat(values), (offset, offset), check_invariants=False
+    ).coalesce()
+
+
+def sparse_csr(matrix: Tensor, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """A sparse COO matrix as CSR in ``dtype`` on ``device``, with 32-bit indices where they fit
+    (the CPU kernels convert 64-bit ones at every product otherwise)."""
+    with warnings.catch_warnings():  # "sparse CSR support is in beta"
+        warnings.simplefilter("ignore", UserWarning)
+        csr = matrix.to(device=device, dtype=dtype).to_sparse_csr()
+        if csr.values().numel() < 2**31 and max(csr.shape) < 2**31:
+            csr = torch.sparse_csr_tensor(
+                csr.crow_indices().int(), csr.col_indices().int(), csr.values(), csr.shape
+            )
+    return csr

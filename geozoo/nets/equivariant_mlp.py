@@ -34,8 +34,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from geozoo.groups import MatrixGroup, get_group
-from geozoo.groups.projection import equivariant_projector
-from geozoo.groups.representations import Rep, tensor_product_order
+from geozoo.groups.projection import (
+    SparseLinearMap,
+    equivariant_projector,
+    sparse_block_diagonal,
+    sparse_csr,
+    sparse_projector,
+)
+from geozoo.groups.representations import Rep, Scalar, tensor_product_order
 from geozoo.zoo.pretrained import InputSpec, PretrainedCfg, regression_metrics
 from geozoo.zoo.registry import register_model
 
@@ -152,11 +158,13 @@ class GatedNonlinearity(nn.Module):
         self.size = size
         self.register_buffer("gate_index", gate_index, persistent=False)
         self.register_buffer("scalar_mask", scalar_mask, persistent=False)
-        # gate copy -> its coordinates as a 0/1 matrix: one small product spreads the gates
-        # (cheaper than a gather, whose backward is a scatter)
-        spread = torch.zeros(copy, size)
-        spread[gate_index[~scalar_mask], torch.arange(size)[~scalar_mask]] = 1.0
-        self.register_buffer("spread", spread, persistent=False)
+        # silu(v) = v sigmoid(v): every output is its value times the sigmoid of one input
+        # coordinate (its own for scalars, its copy's gate otherwise), so one gather, one
+        # sigmoid and one product make the whole nonlinearity
+        own = torch.arange(size)
+        self.register_buffer(
+            "sigmoid_index", torch.where(scalar_mask, own, size + gate_index), persistent=False
+        )
 
     @property
     def input_rep(self) -> Rep:
@@ -164,11 +172,9 @@ class GatedNonlinearity(nn.Module):
         return self.rep + Rep(((0, n),)) if n else self.rep
 
     def forward(self, x: Tensor) -> Tensor:
-        values, gates = x[..., : self.size], x[..., self.size :]
-        if gates.shape[-1] == 0:
-            return F.silu(values)
-        gated = values * (torch.sigmoid(gates) @ self.spread.to(gates.dtype))
-        return torch.where(self.scalar_mask, F.silu(values), gated)
+        if x.shape[-1] == self.size:  # scalars only
+            return F.silu(x)
+        return x[..., : self.size] * torch.sigmoid(x.index_select(-1, self.sigmoid_index))
 
 
 class RepBilinear(nn.Module):
@@ -205,18 +211,37 @@ class RepBilinear(nn.Module):
         self.dim = dim
         self.ranges = tuple(ranges)
         self.linear = RepLinear(self.sub_rep @ self.sub_rep, rep_out, dim, mode, group)
-        # the layer sees the plain outer product s s^T; its weight columns are reordered to it
-        # (from the product representation's layout) instead of gathering every example
-        order = tensor_product_order(self.sub_rep, self.sub_rep, dim)
-        self.register_buffer("column_order", torch.argsort(order), persistent=False)
+        # s (x) s is symmetric (s_i s_j = s_j s_i), so the layer sees only the products with
+        # i <= j, gathered straight from x, and its weight columns of (i, j) and (j, i) are
+        # summed: the same map in half the features.  ``column_order`` takes the columns from the
+        # product representation's layout to the row-major outer product s s^T.
+        sub = torch.cat([torch.arange(a, b) for a, b in self.ranges])
+        n = len(sub)
+        rows, cols = torch.triu_indices(n, n)
+        column_order = torch.argsort(tensor_product_order(self.sub_rep, self.sub_rep, dim))
+        self.register_buffer("left", sub[rows], persistent=False)
+        self.register_buffer("right", sub[cols], persistent=False)
+        self.register_buffer("upper", column_order[rows * n + cols], persistent=False)
+        self.register_buffer("lower", column_order[cols * n + rows], persistent=False)
+        self.register_buffer("off_diagonal", (rows != cols).float(), persistent=False)
         with torch.no_grad():  # start small, as a correction to the linear path
             self.linear.weight.mul_(0.1)
 
-    def forward(self, x: Tensor) -> Tensor:
-        sub = torch.cat([x[..., a:b] for a, b in self.ranges], dim=-1)
-        outer = (sub[..., :, None] * sub[..., None, :]).flatten(-2)
-        weight = self.linear.effective_weight().index_select(1, self.column_order)
-        return F.linear(outer, weight, self.linear.effective_bias())
+    def folded_weight(self, weight: Tensor | None = None) -> Tensor:
+        """The weight on the products ``s_i s_j``, ``i <= j`` (``W_ij + W_ji`` off the
+        diagonal) of ``weight`` (default: the layer's effective weight)."""
+        if weight is None:
+            weight = self.linear.effective_weight()
+        lower = weight.index_select(1, self.lower) * self.off_diagonal.to(weight.dtype)
+        return weight.index_select(1, self.upper) + lower
+
+    def forward(
+        self, x: Tensor, weight: Tensor | None = None, bias: Tensor | None = None
+    ) -> Tensor:
+        """``weight`` and ``bias``: the effective ones of ``self.linear`` if already computed."""
+        products = x.index_select(-1, self.left) * x.index_select(-1, self.right)
+        bias = self.linear.effective_bias() if bias is None else bias
+        return F.linear(products, self.folded_weight(weight), bias)
 
 
 class EquivariantMLP(nn.Module):
@@ -231,6 +256,10 @@ class EquivariantMLP(nn.Module):
         mode: ``"free"`` (soft), ``"equivariant"`` (hard) or ``"rpp"``.
         group: group name or :class:`MatrixGroup` for ``"equivariant"`` / ``"rpp"``.
         bilinear: ``(scalars, vectors)`` copies entering each bilinear layer.
+        bilinear_group: make the bilinear layers hard-equivariant to this group whatever
+            ``mode`` is.  Kim et al.'s soft network (official code: ``SoftEMLP``) does this with
+            the largest candidate group: only its linear layers are free and regularized, and the
+            bilinear layers, equivariant to every candidate, never break a symmetry.
     """
 
     def __init__(
@@ -243,6 +272,7 @@ class EquivariantMLP(nn.Module):
         mode: str = "free",
         group: MatrixGroup | str | None = None,
         bilinear: Sequence[int] = (4, 4),
+        bilinear_group: MatrixGroup | str | None = None,
     ) -> None:
         super().__init__()
         self.rep_in, self.rep_out, self.dim = as_rep(rep_in), as_rep(rep_out), dim
@@ -257,7 +287,12 @@ class EquivariantMLP(nn.Module):
                 {
                     "linear": RepLinear(previous, gate.input_rep, dim, mode, group),
                     "bilinear": RepBilinear(
-                        gate.input_rep, gate.input_rep, *bilinear, dim=dim, mode=mode, group=group
+                        gate.input_rep,
+                        gate.input_rep,
+                        *bilinear,
+                        dim=dim,
+                        mode=mode if bilinear_group is None else "equivariant",
+                        group=group if bilinear_group is None else bilinear_group,
                     ),
                     "gate": gate,
                 }
@@ -266,11 +301,54 @@ class EquivariantMLP(nn.Module):
             previous = self.hidden
         self.blocks = blocks
         self.head = RepLinear(previous, self.rep_out, dim, mode, group)
+        self._projected = [
+            m for m in self.modules() if isinstance(m, RepLinear) and m.mode != "free"
+        ]
+        self._projectors: dict[tuple[torch.dtype, torch.device], Tensor] = {}
+
+    def _projector(self, dtype: torch.dtype, device: torch.device) -> Tensor:
+        """Block-diagonal projector of every projected layer's ``vec(V)`` and bias (CSR)."""
+        key = (dtype, device)
+        if key not in self._projectors:
+            blocks = []
+            for layer in self._projected:
+                blocks.append(sparse_projector(layer.group, layer.rep_out, layer.rep_in))
+                blocks.append(sparse_projector(layer.group, layer.rep_out, Scalar))
+            self._projectors[key] = sparse_csr(sparse_block_diagonal(blocks), dtype, device)
+        return self._projectors[key]
+
+    def effective_parameters(self) -> dict[RepLinear, tuple[Tensor, Tensor]]:
+        """``(weight, bias)`` of every :class:`RepLinear`, as its ``effective_weight()`` and
+        ``effective_bias()``, with all projections of the hard and RPP layers from one sparse
+        product (one per layer and step would cost more than the layers themselves)."""
+        params = {
+            m: (m.weight, m.bias)
+            for m in self.modules()
+            if isinstance(m, RepLinear) and m.mode == "free"
+        }
+        if self._projected:
+            theta = torch.cat([t for m in self._projected for t in (m.weight.flatten(), m.bias)])
+            matrix = self._projector(theta.dtype, theta.device)  # symmetric: its own transpose
+            flat = SparseLinearMap.apply(matrix, matrix, theta.unsqueeze(-1)).squeeze(-1)
+            offset = 0
+            for m in self._projected:
+                n_w, n_b = m.weight.numel(), m.bias.numel()
+                weight = flat[offset : offset + n_w].view_as(m.weight)
+                bias = flat[offset + n_w : offset + n_w + n_b]
+                offset += n_w + n_b
+                if m.mode == "rpp":
+                    weight, bias = weight + m.weight_free, bias + m.bias_free
+                params[m] = (weight, bias)
+        return params
 
     def rep_linears(self) -> Iterator[RepLinear]:
-        """Every :class:`RepLinear` (the layers the projection-form regularizer acts on)."""
+        """The :class:`RepLinear` layers that are not hard-equivariant (those the projection-form
+        regularizer acts on; with ``bilinear_group`` the bilinear layers are left out, as in
+        Kim et al.'s code)."""
         for module in self.modules():
-            if isinstance(module, RepLinear):
+            if isinstance(module, RepLinear) and not (
+                module.mode == "equivariant" and self.mode != "equivariant"
+            ):
                 yield module
 
     def forward(self, x: Tensor) -> Tensor:
@@ -280,10 +358,11 @@ class EquivariantMLP(nn.Module):
                 f"expected inputs (..., {expected}) for {self.rep_in} over R^{self.dim}, got "
                 f"{tuple(x.shape)}"
             )
+        params = self.effective_parameters()
         for block in self.blocks:
-            lin = block["linear"](x)
-            x = block["gate"](lin + block["bilinear"](lin))
-        return self.head(x)
+            lin = F.linear(x, *params[block["linear"]])
+            x = block["gate"](lin + block["bilinear"](lin, *params[block["bilinear"].linear]))
+        return F.linear(x, *params[self.head])
 
 
 class PlainMLP(nn.Module):

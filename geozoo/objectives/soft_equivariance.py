@@ -31,7 +31,6 @@ identical strengths.
 
 from __future__ import annotations
 
-import warnings
 import weakref
 from collections.abc import Sequence
 
@@ -40,7 +39,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from geozoo.groups import MatrixGroup, get_group
-from geozoo.groups.projection import sparse_projector
+from geozoo.groups.projection import sparse_block_diagonal, sparse_csr, sparse_projector
 from geozoo.groups.representations import Rep, Scalar
 from geozoo.objectives.base import Objective, ObjectiveOutput, StepContext
 from geozoo.objectives.sample_actions import (
@@ -74,22 +73,27 @@ def _rep_linears(network: nn.Module) -> list[nn.Module]:
 
 
 class _HalfSquaredResiduals(torch.autograd.Function):
-    """``R_g = 1/2 ||theta - P_g theta||^2`` for every group from one sparse product.
+    """``R_g = 1/2 ||theta - P_g theta||^2`` for every group from one sparse product, with
+    ``theta`` the concatenation of ``tensors`` (flattened).
 
     ``I - P_g`` is an orthogonal projector, so ``dR_g / dtheta = (I - P_g) theta``: the backward
-    pass reuses the residuals of the forward pass instead of a second (transposed) product.
+    pass reuses the residuals of the forward pass instead of a second (transposed) product, and
+    hands each tensor its slice of the gradient directly (no concatenation in the graph).
     """
 
     @staticmethod
-    def forward(ctx, theta: Tensor, matrix: Tensor, num_groups: int) -> Tensor:  # type: ignore[override]
+    def forward(ctx, matrix: Tensor, num_groups: int, *tensors: Tensor) -> Tensor:  # type: ignore[override]
+        theta = torch.cat([t.reshape(-1) for t in tensors])
         residual = theta - torch.mv(matrix, theta).reshape(num_groups, -1)
         ctx.save_for_backward(residual)
+        ctx.shapes = [t.shape for t in tensors]
         return 0.5 * residual.square().sum(-1)
 
     @staticmethod
     def backward(ctx, grad: Tensor):  # type: ignore[override]
         (residual,) = ctx.saved_tensors
-        return grad @ residual, None, None
+        pieces = (grad @ residual).split([shape.numel() for shape in ctx.shapes])
+        return None, None, *(p.view(shape) for p, shape in zip(pieces, ctx.shapes))
 
 
 class ProjectionPenaltyOperator:
@@ -119,7 +123,7 @@ class ProjectionPenaltyOperator:
             for layer in self.layers:
                 blocks.append(sparse_projector(group, layer.rep_out, layer.rep_in))
                 blocks.append(sparse_projector(group, layer.rep_out, Scalar))
-            per_group.append(_sparse_block_diag(blocks))
+            per_group.append(sparse_block_diagonal(blocks))
         self.size = per_group[0].shape[0]
         # the trace of an orthogonal projector is its rank: the equivariant subspace's dimension
         ranks = [_sparse_trace(p) for p in per_group]
@@ -134,23 +138,24 @@ class ProjectionPenaltyOperator:
         """The stacked projectors as a sparse CSR matrix, and the per-group scale factors."""
         key = (dtype, device)
         if key not in self._cast:
-            with warnings.catch_warnings():  # "sparse CSR support is in beta"
-                warnings.simplefilter("ignore", UserWarning)
-                matrix = self._matrix64.to(device=device, dtype=dtype).to_sparse_csr()
+            matrix = sparse_csr(self._matrix64, dtype, device)
             self._cast[key] = (matrix, self._scale64.to(device=device, dtype=dtype))
         return self._cast[key]
 
+    def parameters(self) -> list[Tensor]:
+        """Every layer's effective weight and bias, in the operator's order."""
+        return [
+            t for layer in self.layers for t in (layer.effective_weight(), layer.effective_bias())
+        ]
+
     def parameters_vector(self) -> Tensor:
-        pieces = []
-        for layer in self.layers:
-            pieces.append(layer.effective_weight().reshape(-1))
-            pieces.append(layer.effective_bias().reshape(-1))
-        return torch.cat(pieces)
+        """``theta``: the concatenation of :meth:`parameters`, flattened."""
+        return torch.cat([t.reshape(-1) for t in self.parameters()])
 
     def __call__(self) -> Tensor:
-        theta = self.parameters_vector()
-        matrix, scale = self.matrix(theta.dtype, theta.device)
-        values = _HalfSquaredResiduals.apply(theta, matrix, len(self.groups))
+        tensors = self.parameters()
+        matrix, scale = self.matrix(tensors[0].dtype, tensors[0].device)
+        values = _HalfSquaredResiduals.apply(matrix, len(self.groups), *tensors)
         return values * scale if self.normalize else values
 
 
@@ -158,18 +163,6 @@ def _sparse_trace(matrix: Tensor) -> float:
     matrix = matrix.coalesce()
     rows, cols = matrix.indices()
     return float(matrix.values()[rows == cols].sum())
-
-
-def _sparse_block_diag(blocks: Sequence[Tensor]) -> Tensor:
-    indices, values, offset = [], [], 0
-    for block in blocks:
-        block = block.coalesce()
-        indices.append(block.indices() + offset)
-        values.append(block.values())
-        offset += block.shape[0]
-    return torch.sparse_coo_tensor(
-        torch.cat(indices, dim=1), torch.cat(values), (offset, offset), check_invariants=False
-    ).coalesce()
 
 
 _OPERATORS: weakref.WeakKeyDictionary[nn.Module, dict[tuple, ProjectionPenaltyOperator]] = (

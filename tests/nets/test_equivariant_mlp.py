@@ -86,3 +86,91 @@ def test_shapes_registry_and_errors() -> None:
         EquivariantMLP([1], [1], mode="equivariant")
     with pytest.raises(ValueError, match="multiplicities"):
         as_rep([-1, 2])
+
+
+@pytest.mark.parametrize("mode", ["free", "equivariant"])
+def test_bilinear_on_symmetric_products_is_the_outer_product_map(mode) -> None:
+    """The layer sees s_i s_j for i <= j with folded weights: the same map (and the same weight
+    gradients) as its weight applied to the full outer product in the product rep's layout."""
+    from geozoo.groups.representations import tensor_product_order
+    from geozoo.nets.equivariant_mlp import RepBilinear
+
+    torch.manual_seed(0)
+    rep = as_rep([3, 2, 1])
+    layer = RepBilinear(rep, rep, scalars=2, vectors=2, mode=mode, group="o3").double()
+    x = torch.randn(5, rep.size(3), dtype=torch.float64)
+    sub = torch.cat([x[:, a:b] for a, b in layer.ranges], dim=-1)
+    outer = (sub[:, :, None] * sub[:, None, :]).flatten(1)
+    order = tensor_product_order(layer.sub_rep, layer.sub_rep, 3)
+    weight, bias = layer.linear.effective_weight(), layer.linear.effective_bias()
+    reference = torch.nn.functional.linear(outer[:, order], weight, bias)
+    assert layer.folded_weight().shape[1] == sub.shape[1] * (sub.shape[1] + 1) // 2
+    out = layer(x)
+    torch.testing.assert_close(out, reference, rtol=1e-12, atol=1e-12)
+    (g_fast,) = torch.autograd.grad(out.square().sum(), layer.linear.weight)
+    (g_ref,) = torch.autograd.grad(reference.square().sum(), layer.linear.weight)
+    torch.testing.assert_close(g_fast, g_ref, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("rep", [[3, 2, 1], [0, 2], as_rep([0, 1]) + as_rep([2])])
+def test_gate_is_silu_on_scalars_and_sigmoid_gates_elsewhere(rep) -> None:
+    from geozoo.nets.equivariant_mlp import GatedNonlinearity
+
+    gate = GatedNonlinearity(as_rep(rep))
+    x = torch.randn(4, gate.input_rep.size(3))
+    values, gates = x[:, : gate.size], x[:, gate.size :]
+    spread = torch.sigmoid(gates)[:, gate.gate_index]
+    masked = torch.where(gate.scalar_mask, torch.nn.functional.silu(values), values * spread)
+    torch.testing.assert_close(gate(x), masked)
+
+
+def test_hard_bilinear_layers_keep_every_candidate_symmetry() -> None:
+    """``bilinear_group`` (Kim et al.'s SoftEMLP): bilinear layers equivariant to the largest
+    group, left out of ``rep_linears()``; with the free layers projected, the whole network is
+    equivariant."""
+    from geozoo.groups.projection import equivariant_projector
+
+    torch.manual_seed(0)
+    kwargs = {"hidden": (4, 3, 1), "num_blocks": 2, "bilinear": (2, 2)}
+    net = EquivariantMLP([5, 5], [0, 0, 1], bilinear_group="o3", **kwargs).double()
+    layers = list(net.rep_linears())
+    assert len(layers) == 3 and all(layer.mode == "free" for layer in layers)
+    assert len(list(EquivariantMLP([5, 5], [0, 0, 1], **kwargs).rep_linears())) == 5
+    assert _equivariance_error(net, "o2_z") > 1e-3
+    with torch.no_grad():
+        for layer in layers:
+            projector = equivariant_projector(get_group("o2_z"), layer.rep_out, layer.rep_in)
+            layer.weight.copy_(projector(layer.weight))
+            layer.bias.copy_(projector.project_bias(layer.bias))
+    assert _equivariance_error(net, "o2_z") < 1e-10
+
+
+@pytest.mark.parametrize(
+    ("mode", "bilinear_group"), [("equivariant", None), ("rpp", None), ("free", "o3")]
+)
+def test_fused_projections_match_the_layers_own(mode, bilinear_group) -> None:
+    """All projections of a forward pass come from one sparse product; each layer's
+    ``effective_weight()`` / ``effective_bias()`` (its own projector) gives the same network."""
+    torch.manual_seed(0)
+    group = None if mode == "free" else "o2_z"
+    net = EquivariantMLP(
+        [5, 5],
+        [0, 0, 1],
+        hidden=(4, 3, 1),
+        num_blocks=2,
+        mode=mode,
+        group=group,
+        bilinear=(2, 2),
+        bilinear_group=bilinear_group,
+    )
+    x = torch.randn(6, 20)
+    h = x
+    for block in net.blocks:
+        lin = block["linear"](h)
+        h = block["gate"](lin + block["bilinear"](lin))
+    reference = net.head(h)
+    torch.testing.assert_close(net(x), reference, rtol=1e-6, atol=1e-6)
+    grads = torch.autograd.grad(net(x).square().sum(), list(net.parameters()))
+    ref_grads = torch.autograd.grad(reference.square().sum(), list(net.parameters()))
+    for g, r in zip(grads, ref_grads):
+        torch.testing.assert_close(g, r, rtol=1e-5, atol=1e-6)
