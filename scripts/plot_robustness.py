@@ -2,17 +2,21 @@
 the plain CNN, the plain CNN trained with affine augmentation, the plain CNN with its inputs
 moved to their centroid at test time (the translation part of the affine entries'
 canonicalisation, without retraining) and the affine group-convolution entries; plus the
-affNIST-style accuracy and the logits' invariance error. Writes docs/robustness.png and prints
-every number.
+accuracy on the affNIST-style and the wide affine test sets and the logits' invariance error
+under affNIST-range and wide-range maps. Writes docs/robustness.png and prints every number.
 
     OMP_NUM_THREADS=1 python scripts/plot_robustness.py [--limit 500] [--update-cards]
+        [--entries cnn_mnist cnn_affaug_mnist ...]
 
 Held-out digits (the 1,000 offline test digits of MNISTDataModule, none used in training),
 padded to 40x40 and warped about the image centre with geozoo.data.transforms.affine_warp:
 rotation -90..90 degrees, x-shear -0.6..0.6, isotropic scale 0.5..2 -- well past the affNIST
 ranges (20 degrees, 0.2, 0.8..1.2) -- and diagonal shifts of -8..8 pixels (the digit stays in
-the frame). ``--update-cards`` writes the numbers into the Notes of the
-affine entries' cards (models/affconv_*/config.json and README.md; the weights are untouched).
+the frame). The affNIST-style and wide sets are MNISTDataModule's ``affnist`` and
+``affnist_wide`` test sets (all held-out digits). ``--entries`` restricts the comparison to
+some entries (default: all of them); ``--update-cards`` writes the numbers into the Notes of the
+compared entries' cards after the Notes their builders declare (models/NAME/config.json and
+README.md; the weights are untouched).
 """
 
 from __future__ import annotations
@@ -34,7 +38,8 @@ from geozoo.nn import MomentCanonicalization
 from geozoo.testing import affine, equivariance_error
 from geozoo.zoo import create_model
 from geozoo.zoo.cards import render_model_card
-from geozoo.zoo.hub import has_checkpoint
+from geozoo.zoo.hub import has_checkpoint, models_dir
+from geozoo.zoo.registry import pretrained_cfg
 
 MODELS = ["cnn_mnist", "cnn_affaug_mnist", "affconv_gl2_mnist", "affconv_sl2_mnist"]
 CENTRED_CNN = "cnn_mnist+centring"
@@ -51,6 +56,13 @@ SWEEPS = {
     "scale": [0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.2, 1.4, 1.6, 1.8, 2.0],
     "shift (pixels)": [-8, -6, -4, -3, -2, -1, 0, 1, 2, 3, 4, 6, 8],
 }
+#: Linear maps (rotation in degrees, shear, x scale, y scale) of the invariance probe: inside the
+#: affNIST ranges, and at the edges of the wide ranges (geozoo.data.AFFINE_RANGES).
+INVARIANCE_MAPS = {
+    "affnist": [(20, 0.0, 1.0, 1.0), (0, 0.2, 1.0, 1.0), (0, 0.0, 1.2, 0.8), (-15, -0.1, 0.9, 1.1)],
+    "wide": [(45, 0.0, 1.0, 1.0), (0, 0.4, 1.0, 1.0), (0, 0.0, 1.5, 0.6), (-40, -0.3, 0.7, 1.4)],
+}
+TEST_SETS = {"affnist": "affNIST-style", "affnist_wide": "wide affine"}
 
 
 def warp(images: torch.Tensor, sweep: str, value: float) -> torch.Tensor:
@@ -87,6 +99,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--output", default="docs/robustness.png")
     parser.add_argument("--update-cards", action="store_true")
     parser.add_argument(
+        "--entries",
+        nargs="+",
+        default=MODELS,
+        metavar="NAME",
+        help=f"the zoo entries to compare (default: all of {MODELS})",
+    )
+    parser.add_argument(
         "--weights",
         nargs="*",
         default=[],
@@ -94,18 +113,22 @@ def main(argv: list[str] | None = None) -> None:
         help="load NAME from a checkpoint folder instead of models/NAME",
     )
     args = parser.parse_args(argv)
+    unknown = [n for n in args.entries if n not in MODELS]
+    if unknown:
+        parser.error(f"unknown entries {unknown}: expected names from {MODELS}")
 
-    data = MNISTDataModule(source="offline", pad_to=40, test_sets=["clean", "affnist"])
+    data = MNISTDataModule(source="offline", pad_to=40, test_sets=["clean", *TEST_SETS])
     data.setup("test")
     loaders = data.test_loaders_by_name()
     images, labels = map(torch.cat, zip(*loaders["clean"], strict=True))
     images, labels = images[: args.limit], labels[: args.limit]
-    affnist_images, affnist_labels = map(torch.cat, zip(*loaders["affnist"], strict=True))
+    test_sets = {n: tuple(map(torch.cat, zip(*loaders[n], strict=True))) for n in TEST_SETS}
     print(f"{len(images)} held-out digits, 40x40")
 
     folders = dict(item.split("=", 1) for item in args.weights)
-    names = [n for n in MODELS if n in folders or has_checkpoint(n)]
-    missing = sorted(set(MODELS) - set(names))
+    entries = [n for n in MODELS if n in args.entries]
+    names = [n for n in entries if n in folders or has_checkpoint(n)]
+    missing = sorted(set(entries) - set(names))
     if missing:
         print(f"no checkpoint (skipped): {missing}")
     models = {n: create_model(n, pretrained=True, weights=folders.get(n)).eval() for n in names}
@@ -118,12 +141,14 @@ def main(argv: list[str] | None = None) -> None:
         names.insert(names.index("cnn_mnist") + 1, CENTRED_CNN)
         models = {n: models[n] for n in names}
 
-    affnist = {}
-    for name, model in models.items():
-        affnist[name] = round(accuracy(model, affnist_images, affnist_labels), 1)
-        print(
-            f"affNIST-style accuracy ({len(affnist_images)} digits) {name:<20} {affnist[name]:.1f}"
-        )
+    test_accuracy: dict[str, dict[str, float]] = {n: {} for n in names}
+    for test_set, (x, y) in test_sets.items():
+        for name, model in models.items():
+            test_accuracy[name][test_set] = round(accuracy(model, x, y), 1)
+            print(
+                f"{TEST_SETS[test_set]} accuracy ({len(x)} digits) {name:<20} "
+                f"{test_accuracy[name][test_set]:.1f}"
+            )
 
     results: dict[str, dict[str, list[float]]] = {n: {} for n in names}
     for sweep, values in SWEEPS.items():
@@ -134,25 +159,28 @@ def main(argv: list[str] | None = None) -> None:
             print(f"{sweep:<20} {name:<20} " + " ".join(f"{a:6.2f}" for a in accs))
         print(f"{sweep:<20} {'values':<20} " + " ".join(f"{v:6g}" for v in values))
 
-    # invariance error of the logits: relative change under affNIST-range maps (no translation)
+    # invariance error of the logits: relative change under linear maps (no translation)
     probe = images[:100]
-    maps = [
-        affine_matrices(*(torch.tensor([v], dtype=torch.float64) for v in p))[0]
-        for p in [
-            (math.radians(20), 0.0, 1.0, 1.0),
-            (0.0, 0.2, 1.0, 1.0),
-            (0.0, 0.0, 1.2, 0.8),
-            (math.radians(-15), -0.1, 0.9, 1.1),
+    invariance: dict[str, dict[str, tuple[float, float]]] = {n: {} for n in names}
+    for ranges, params in INVARIANCE_MAPS.items():
+        maps = [
+            affine_matrices(
+                *(torch.tensor([v], dtype=torch.float64) for v in (math.radians(r), *rest))
+            )[0]
+            for r, *rest in params
         ]
-    ]
-    invariance = {}
-    for name, model in models.items():
-        result = equivariance_error(model, probe, [affine(m) for m in maps], dtype=torch.float32)
-        invariance[name] = (round(result.mean, 4), round(result.max, 4))
-        print(f"invariance error {name:<20} mean {result.mean:.4f} max {result.max:.4f}")
+        for name, model in models.items():
+            result = equivariance_error(
+                model, probe, [affine(m) for m in maps], dtype=torch.float32
+            )
+            invariance[name][ranges] = (round(result.mean, 4), round(result.max, 4))
+            print(
+                f"invariance error ({ranges} maps) {name:<20} "
+                f"mean {result.mean:.4f} max {result.max:.4f}"
+            )
 
-    fig, axes = plt.subplots(1, 4, figsize=(20, 4.2))
-    for ax, (sweep, values) in zip(axes, SWEEPS.items(), strict=True):
+    fig, axes = plt.subplots(1, 5, figsize=(25, 4.2))
+    for ax, (sweep, values) in zip(axes, SWEEPS.items(), strict=False):
         for name in names:
             ax.plot(values, results[name][sweep], marker="o", ms=3, label=LABELS[name])
         ax.set_xlabel(sweep)
@@ -163,6 +191,7 @@ def main(argv: list[str] | None = None) -> None:
             ax.set_xscale("log")
             ax.set_xticks(values, [f"{v:g}" for v in values])
     axes[0].legend(fontsize=8, loc="lower center")
+    plot_test_sets(axes[-1], names, test_accuracy)
     fig.suptitle(f"Held-out digits ({len(images)}), each transformation swept alone")
     fig.tight_layout()
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
@@ -170,8 +199,23 @@ def main(argv: list[str] | None = None) -> None:
     print(f"wrote {args.output}")
 
     if args.update_cards:
-        for name in (n for n in names if n.startswith("affconv_")):
-            update_card(name, results, invariance, affnist, len(images))
+        command = f"OMP_NUM_THREADS=1 python scripts/plot_robustness.py --limit {len(images)}"
+        if entries != MODELS:
+            command += " --entries " + " ".join(entries)
+        for name in (n for n in names if n in MODELS):
+            update_card(name, results, invariance, test_accuracy, len(images), command)
+
+
+def plot_test_sets(ax, names: list[str], test_accuracy: dict[str, dict[str, float]]) -> None:
+    """Grouped bars: each model's accuracy on the affNIST-style and the wide test set."""
+    width = 0.8 / len(names)
+    for i, name in enumerate(names):
+        xs = [j + (i - (len(names) - 1) / 2) * width for j in range(len(TEST_SETS))]
+        ax.bar(xs, [test_accuracy[name][t] for t in TEST_SETS], width, label=LABELS[name])
+    ax.set_xticks(range(len(TEST_SETS)), [f"{label} test" for label in TEST_SETS.values()])
+    ax.set_ylabel("accuracy (%)")
+    ax.set_ylim(50, 100)
+    ax.grid(alpha=0.3, axis="y")
 
 
 def _wins(name: str, results: dict, sweep: str, values: list[float]) -> str:
@@ -184,12 +228,16 @@ def _wins(name: str, results: dict, sweep: str, values: list[float]) -> str:
     return ", ".join(better) if better else "none"
 
 
-def update_card(name: str, results: dict, invariance: dict, affnist: dict, count: int) -> None:
-    folder = Path("models") / name
+def update_card(
+    name: str, results: dict, invariance: dict, test_accuracy: dict, count: int, command: str
+) -> None:
+    """Rewrite the Notes of ``name``'s card: the notes its builder declares, then the sweeps,
+    the invariance errors and the test-set accuracies of every compared model."""
+    folder = models_dir() / name
     config = json.loads((folder / "config.json").read_text())
-    lines = [
-        f"Robustness sweeps on {count} held-out digits (`OMP_NUM_THREADS=1 python "
-        f"scripts/plot_robustness.py --limit {count} --update-cards`, plot in "
+    lines = [pretrained_cfg(name).notes, ""] if pretrained_cfg(name).notes else []
+    lines += [
+        f"Robustness sweeps on {count} held-out digits (`{command} --update-cards`, plot in "
         "docs/robustness.png). Accuracy in %:",
         "",
     ]
@@ -208,18 +256,34 @@ def update_card(name: str, results: dict, invariance: dict, affnist: dict, count
         lines.append("")
     lines.append(
         "Invariance error of the logits (relative L2 change, mean / max over 100 digits and four "
-        "affNIST-range maps without translation): "
-        + "; ".join(f"{n} {m:.4f} / {x:.4f}" for n, (m, x) in invariance.items())
-        + ". The inputs are moved to their moment pose first, so integer shifts that keep the "
-        "digit inside the frame leave the logits unchanged (tests/nets/test_affconv.py)."
+        "maps without translation, inside the affNIST ranges | at the edges of the wide ranges): "
+        + "; ".join(
+            f"{n} "
+            + " | ".join(f"{m:.4f} / {x:.4f}" for m, x in (errors[r] for r in INVARIANCE_MAPS))
+            for n, errors in invariance.items()
+        )
+        + "."
     )
+    if name.startswith("affconv_"):
+        lines.append(
+            "The inputs are moved to their moment pose first, so integer shifts that keep the "
+            "digit inside the frame leave the logits unchanged (tests/nets/test_affconv.py)."
+        )
     lines.append("")
     lines.append(
-        "affNIST-style accuracy (all held-out digits) of the compared models: "
-        + "; ".join(f"{n} {a:.1f}" for n, a in affnist.items())
-        + f". `{CENTRED_CNN}` is `cnn_mnist` with its inputs moved to their intensity centroid "
-        "at test time (no retraining)."
+        "Accuracy on the affNIST-style | wide affine test sets (all held-out digits) of the "
+        "compared models: "
+        + "; ".join(
+            f"{n} " + " | ".join(f"{accs[t]:.1f}" for t in TEST_SETS)
+            for n, accs in test_accuracy.items()
+        )
+        + "."
     )
+    if CENTRED_CNN in test_accuracy:
+        lines.append(
+            f"`{CENTRED_CNN}` is `cnn_mnist` with its inputs moved to their intensity centroid "
+            "at test time (no retraining)."
+        )
     config["notes"] = "\n".join(lines)
     (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     (folder / "README.md").write_text(render_model_card(config))

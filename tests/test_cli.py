@@ -83,7 +83,11 @@ def test_zoo_train_show_eval_round_trip(tmp_path, capsys, monkeypatch):
     assert main([*args, *TINY, f"--trainer.default_root_dir={tmp_path}"]) == 0
     assert f"wrote {folder.resolve()}" in capsys.readouterr().out
     written = json.loads((folder / "config.json").read_text())
-    assert set(written["metrics"]) == {"clean/acc", "clean/ece", "affnist/acc", "affnist/ece"}
+    assert set(written["metrics"]) == {
+        f"{name}/{metric}"
+        for name in ("clean", "affnist", "affnist_wide")
+        for metric in ("acc", "ece")
+    }
     assert (folder / "README.md").read_text().count(written["weights"]["sha256"]) == 1
     assert main(["zoo", "show", "cnn_mnist", "--weights", str(folder)]) == 0
     assert json.loads(capsys.readouterr().out)["weights"]["sha256"] == written["weights"]["sha256"]

@@ -14,12 +14,42 @@ from torch.utils.data import TensorDataset
 
 from geozoo.data.base import InMemoryDataModule
 from geozoo.data.mnist_sources import MNISTArrays, resolve_mnist
-from geozoo.data.transforms import affnist_style, pad_to, random_jitter, random_rotation
+from geozoo.data.transforms import (
+    AFFINE_RANGES,
+    affnist_style,
+    pad_to,
+    random_jitter,
+    random_rotation,
+)
 
 __all__ = ["TEST_SETS", "MNISTDataModule", "stratified_split"]
 
 TEST_SETS = ("clean", "affnist", "affnist_wide", "rotated")
 Augment = Literal["affine", "rotate", "jitter"] | None
+AFFINE_OPTIONS = ("ranges", "max_rotation_deg", "max_shear", "scale_range")
+
+
+def _affine_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    """Checked keyword arguments of :func:`affnist_style` for ``train_augment="affine"``."""
+    unknown = sorted(set(options) - set(AFFINE_OPTIONS))
+    if unknown:
+        raise ValueError(f"unknown affine options {unknown}: expected keys from {AFFINE_OPTIONS}")
+    checked = dict(options)
+    if checked.get("ranges", "affnist") not in AFFINE_RANGES:
+        raise ValueError(
+            f"affine ranges must be one of {sorted(AFFINE_RANGES)}, got {checked['ranges']!r}"
+        )
+    for key in ("max_rotation_deg", "max_shear"):
+        if key in checked and not checked[key] >= 0:
+            raise ValueError(f"affine {key} must be >= 0, got {checked[key]}")
+    if "scale_range" in checked:
+        scale = tuple(checked["scale_range"])
+        if len(scale) != 2 or not 0 < scale[0] <= scale[1]:
+            raise ValueError(
+                f"affine scale_range must be (low, high) with 0 < low <= high, got {scale}"
+            )
+        checked["scale_range"] = scale
+    return checked
 
 
 def stratified_split(labels: np.ndarray, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -53,12 +83,18 @@ class MNISTDataModule(InMemoryDataModule):
         pad_to: zero-pad the 28x28 digits to this size (40 = the affNIST frame); ``None`` keeps 28.
         val_fraction: fraction of the training digits held out for validation.
         offline_test_size: held-out test digits when the source has no test split.
-        train_augment: ``None``, ``"affine"`` (affNIST-style random affine, fresh each batch),
+        train_augment: ``None``, ``"affine"`` (affNIST-style random affine, fresh each batch,
+            within the ranges of ``affine``),
             ``"rotate"`` (uniform rotation in [0, 360)) or ``"jitter"`` (small rotations, shears,
             scalings and shifts in the digits' own frame, :func:`~geozoo.data.transforms.
             random_jitter`).
         jitter: keyword arguments of :func:`~geozoo.data.transforms.random_jitter` for
             ``train_augment="jitter"`` (e.g. ``{"max_shift": 3.0}``; default: its defaults).
+        affine: keyword arguments of :func:`~geozoo.data.transforms.affnist_style` for
+            ``train_augment="affine"``: named ``ranges`` (a key of
+            :data:`~geozoo.data.transforms.AFFINE_RANGES`) and/or explicit ``max_rotation_deg``,
+            ``max_shear`` and ``scale_range`` overriding them (e.g. ``{"max_rotation_deg": 30,
+            "max_shear": 0.3, "scale_range": [0.7, 1.3]}``; default: the affNIST ranges).
         test_sets: which test sets to build: ``"clean"``, ``"affnist"`` (seeded affNIST-style copy;
             needs ``pad_to=40``), ``"affnist_wide"`` (the same with the wide ranges of
             :data:`~geozoo.data.transforms.AFFINE_RANGES`: +-45 degrees, shear +-0.4, scale
@@ -79,6 +115,7 @@ class MNISTDataModule(InMemoryDataModule):
         offline_test_size: int = 1000,
         train_augment: Augment = None,
         jitter: Mapping[str, Any] | None = None,
+        affine: Mapping[str, Any] | None = None,
         test_sets: Sequence[str] = ("clean", "affnist"),
         test_seed: int = 0,
         seed: int = 0,
@@ -107,6 +144,10 @@ class MNISTDataModule(InMemoryDataModule):
             raise ValueError(
                 f"jitter options need train_augment='jitter', got train_augment={train_augment!r}"
             )
+        if affine is not None and train_augment != "affine":
+            raise ValueError(
+                f"affine options need train_augment='affine', got train_augment={train_augment!r}"
+            )
         if train_augment == "affine" and pad_to != 40:
             raise ValueError("train_augment='affine' needs the 40x40 frame: set pad_to=40")
         self.data_dir = None if data_dir is None else Path(data_dir)
@@ -117,6 +158,7 @@ class MNISTDataModule(InMemoryDataModule):
         self.offline_test_size = offline_test_size
         self.train_augment = train_augment
         self.jitter = dict(jitter or {})
+        self.affine = _affine_options(affine or {})
         self.test_set_names = list(test_sets)
         self.test_seed = test_seed
         self.limit_train = limit_train
@@ -193,7 +235,7 @@ class MNISTDataModule(InMemoryDataModule):
                 (side - 28) // 2 : (side - 28) // 2 + 28,
                 (side - 28) // 2 : (side - 28) // 2 + 28,
             ]
-            images = affnist_style(digits.cpu(), seed=seed).to(images.device)
+            images = affnist_style(digits.cpu(), seed=seed, **self.affine).to(images.device)
         elif self.train_augment == "jitter":
             images = random_jitter(images.cpu(), seed=seed, **self.jitter).to(images.device)
         else:

@@ -93,3 +93,44 @@ def test_jitter_augments_training_batches_only():
     assert torch.equal(images, random_jitter(batch[0], seed=1, max_shift=3.0))
     with pytest.raises(ValueError, match="train_augment='jitter'"):
         MNISTDataModule(source="offline", jitter={"max_shift": 3.0})
+
+
+@pytest.mark.parametrize(
+    ("affine", "match"),
+    [
+        ({"ranges": "huge"}, r"ranges must be one of \['affnist', 'wide'\], got 'huge'"),
+        ({"max_rotation": 30}, r"unknown affine options \['max_rotation'\]: expected keys"),
+        ({"max_shear": -0.1}, "max_shear must be >= 0, got -0.1"),
+        ({"scale_range": [1.3, 0.7]}, r"0 < low <= high, got \(1.3, 0.7\)"),
+        ({"scale_range": [0.7]}, r"scale_range must be \(low, high\)"),
+    ],
+)
+def test_bad_affine_options_are_explained(affine, match):
+    with pytest.raises(ValueError, match=match):
+        MNISTDataModule(source="offline", train_augment="affine", affine=affine)
+    with pytest.raises(ValueError, match="affine options need train_augment='affine'"):
+        MNISTDataModule(source="offline", affine={"ranges": "wide"})
+
+
+@pytest.mark.parametrize(
+    "affine",
+    [{"ranges": "wide"}, {"max_rotation_deg": 30, "max_shear": 0.3, "scale_range": [0.7, 1.3]}],
+)
+def test_affine_augmentation_takes_named_or_explicit_ranges(affine):
+    from geozoo.data.transforms import affnist_style
+
+    dm = MNISTDataModule(
+        source="offline", test_sets=["clean"], limit_train=8, train_augment="affine", affine=affine
+    )
+    dm.setup()
+    batch = dm.datasets["train"].tensors
+
+    class Training:
+        training = True
+
+    dm.trainer = Training()
+    images, _ = dm.on_after_batch_transfer(batch, 0)
+    digits = batch[0][..., 6:34, 6:34]
+    options = {k: tuple(v) if isinstance(v, list) else v for k, v in affine.items()}
+    assert torch.equal(images, affnist_style(digits, seed=1, **options))
+    assert not torch.equal(images, affnist_style(digits, seed=1))  # not the affNIST ranges
