@@ -149,8 +149,9 @@ class DigitSumPolicy(nn.Module):
     The image ``(B, 1, 28, 28 * num_digits)`` is cut into one 28x28 slot per digit; each slot
     is read by the convolutional features of :class:`geozoo.nets.PlainCNN` (by default
     initialised from the zoo's ``cnn_mnist``, which saw the digits centred in a 40x40 frame, and
-    frozen), average-pooled and projected to one token.  A causal transformer decoder then
-    writes the sum's decimal digits and an end-of-sequence token after a start token.
+    frozen), pooled as the encoder's classifier pools them (average or max) and projected to one
+    token.  A causal transformer decoder then writes the sum's decimal digits and an
+    end-of-sequence token after a start token.
 
     Tokens: ``0..9`` digits, ``10`` end-of-sequence (:attr:`EOS`); ``11`` start (:attr:`BOS`)
     and ``12`` padding (:attr:`PAD`) are inputs only.
@@ -200,7 +201,14 @@ class DigitSumPolicy(nn.Module):
         if encoder is not None and pretrained_encoder:
             from geozoo.zoo.factory import create_model
 
-            self.backbone.load_state_dict(create_model(encoder, pretrained=True).state_dict())
+            published = create_model(encoder, pretrained=True)
+            if not isinstance(published, PlainCNN):
+                raise ValueError(
+                    f"encoder must name a PlainCNN zoo entry, got {encoder!r} "
+                    f"({type(published).__name__})"
+                )
+            # the entry's own architecture (its global pooling and padding), not the defaults
+            self.backbone = published
         if freeze_encoder:  # fixed weights and batch-norm statistics, from construction on
             self.backbone.requires_grad_(False).eval()
         self.slot_proj = nn.Linear(encoder_widths[-1], dim)
@@ -231,7 +239,7 @@ class DigitSumPolicy(nn.Module):
         if self.freeze_encoder:
             features = _frozen_features(net, images, slots)
         else:
-            features = net.features((slots - net.mean) / net.std).mean((-2, -1))
+            features = _pooled_features(net, slots)
         return self.slot_proj(features).reshape(b, self.num_digits, -1)
 
     def _prefix(self, slots: Tensor) -> Tensor:
@@ -324,6 +332,11 @@ _LAST_FROZEN: list[tuple[Tensor, nn.Module, tuple[int, ...], Tensor]] = []
 
 
 @torch.no_grad()
+def _pooled_features(net: nn.Module, slots: Tensor) -> Tensor:
+    """``(N, C)`` features of the encoder, pooled as its classifier pools them."""
+    return net.head[0](net.features((slots - net.mean) / net.std)).flatten(1)
+
+
 def _frozen_features(net: nn.Module, images: Tensor, slots: Tensor) -> Tensor:
     """Pooled features of a frozen encoder, reused when the same encoder object reads the same
     unchanged images tensor again: an RL step encodes its prompts for the policy and for the
@@ -334,7 +347,7 @@ def _frozen_features(net: nn.Module, images: Tensor, slots: Tensor) -> Tensor:
         last_images, last_net, last_versions, features = _LAST_FROZEN[0]
         if last_images is images and last_net is net and last_versions == versions:
             return features
-    features = net.features((slots - net.mean) / net.std).mean((-2, -1))
+    features = _pooled_features(net, slots)
     _LAST_FROZEN[:] = [(images, net, versions, features)]
     return features
 

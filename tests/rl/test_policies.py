@@ -87,3 +87,19 @@ def test_frozen_encoder_keeps_its_batch_norm_statistics():
     assert not policy.backbone.training
     for key, value in policy.backbone.state_dict().items():
         assert torch.equal(value, before[key]), key
+
+
+def test_pretrained_encoder_keeps_the_entrys_architecture_and_pooling():
+    """The zoo encoder is built as published (cnn_mnist pools by max), and each slot's features
+    are pooled the way the entry's classifier pools them."""
+    from geozoo import create_model
+
+    policy = DigitSumPolicy(encoder="cnn_mnist")
+    entry = create_model("cnn_mnist", pretrained=True).eval()
+    assert isinstance(entry.head[0], torch.nn.AdaptiveMaxPool2d)
+    assert type(policy.backbone.head[0]) is type(entry.head[0])
+    images = _images(1, 2)
+    first = images[..., :28]
+    with torch.no_grad():
+        pooled = entry.head[0](entry.features((first - entry.mean) / entry.std)).flatten(1)
+        assert torch.allclose(policy.encode(images)[:, 0], policy.slot_proj(pooled), atol=1e-5)
