@@ -14,6 +14,7 @@ printed at the end.
     python scripts/ablate_affine.py --variant wide55=rotations=7,max_angle=55 --seeds 0
     python scripts/ablate_affine.py --log /tmp/ablate.jsonl --table-only
     python scripts/ablate_affine.py --checkpoints RUN/checkpoints/*.ckpt --log /tmp/fits.jsonl
+    python scripts/ablate_affine.py --canvas-coverage 28 32   # mass a smaller canvas loses
 
 Values in ``NAME=key=value,...`` are parsed as YAML (``canvas=[32,32]``, ``max_angle=null``).
 """
@@ -30,19 +31,18 @@ from pathlib import Path
 import torch
 import yaml
 
-from geozoo.data import affnist_style
+from geozoo.data import MNISTDataModule, affnist_style
+from geozoo.nn import MomentCanonicalization
 from geozoo.zoo.recipes import load_fit_checkpoint, train_recipe
 
 # What each part of the decomposition buys, against the recipe (docs/affine.md, "Ablation").
 ABLATIONS: dict[str, dict[str, object]] = {
     "recipe": {},
-    "no_canon": {"canonicalize": None},
-    "centroid_only": {"canonicalize": "translation"},
+    "no_canon": {"canonicalize": None, "canvas": None},
+    "centroid_only": {"canonicalize": "translation", "canvas": None},
     "mlp_kernel": {"group_kernel": "mlp"},
-    "rot1": {"rotations": 1},
     "rot5_25": {"rotations": 5, "max_angle": 25.0},
-    "rot7_35": {"rotations": 7, "max_angle": 35.0},
-    "rot9_55": {"rotations": 9, "max_angle": 55.0},
+    "rot5_60": {"rotations": 5, "max_angle": 60.0},
     "pos2": {"positives": 2},
     "pd0": {"pd_scale": 1e-6},
 }
@@ -125,6 +125,27 @@ def validation_scores(network: torch.nn.Module, datamodule, copies: int) -> dict
     return scores
 
 
+def canvas_coverage(sizes: list[int]) -> str:
+    """How much of a whitened validation digit's mass (GL+(2) moment pose, 40x40 frame) falls
+    outside a centred ``size`` x ``size`` canvas: mean, 99th percentile and maximum, in %."""
+    data = MNISTDataModule(source="offline", pad_to=40, test_sets=["clean"])
+    data.setup()
+    images = data.datasets["val"].tensors[0]
+    lines = ["| digits | canvas | mean lost | 99th percentile | max |", "|---|---|---|---|---|"]
+    for name, digits in [("clean", images), ("wide", affnist_style(images, 1000, ranges="wide"))]:
+        pose = MomentCanonicalization("full")(digits)
+        total = pose.sum((1, 2, 3))
+        for size in sizes:
+            start = (pose.shape[-1] - size) // 2
+            inside = pose[..., start : start + size, start : start + size].sum((1, 2, 3))
+            lost = 100 * (1 - inside / total)
+            lines.append(
+                f"| {name} | {size} | {lost.mean():.3f} | {lost.quantile(0.99):.3f} | "
+                f"{lost.max():.3f} |"
+            )
+    return "\n".join(lines)
+
+
 def _done(log: Path) -> list[dict]:
     if not log.exists():
         return []
@@ -162,7 +183,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--limit-train", type=int, default=None, help="default: all 3,600 digits")
     p.add_argument("--batch-size", type=int, default=32, help="the recipe's, for the schedule")
     p.add_argument("--copies", type=int, default=3, help="transformed copies per val digit")
-    p.add_argument("--log", type=Path, required=True, help="JSON lines, one per run")
+    p.add_argument("--log", type=Path, default=None, help="JSON lines, one per run")
     p.add_argument("--table-only", action="store_true")
     p.add_argument(
         "--checkpoints",
@@ -171,7 +192,11 @@ def main(argv: list[str] | None = None) -> None:
         default=[],
         help="score `geozoo fit` checkpoints (configured by their saved config.yaml) instead",
     )
+    p.add_argument("--canvas-coverage", type=int, nargs="+", default=None, metavar="SIZE")
     ns = p.parse_args(argv)
+    if ns.canvas_coverage:
+        print(canvas_coverage(ns.canvas_coverage))
+        return
     for checkpoint in ns.checkpoints:
         run = load_fit_checkpoint(checkpoint)
         run.datamodule.setup()
@@ -190,6 +215,8 @@ def main(argv: list[str] | None = None) -> None:
     if ns.checkpoints:
         return
 
+    if ns.log is None:
+        p.error("--log is required (except with --canvas-coverage)")
     variants = [(name, ABLATIONS[name]) for name in ns.variants] + ns.variant
     if not ns.table_only:
         for name, changes in variants:
