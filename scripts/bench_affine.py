@@ -10,7 +10,8 @@ LayerNorm over (C, G, H, W), GELU, global max, a 40-256-10 head: about 339k para
 
 Both are timed in the same process on the same batch (so that machine load cancels in the ratio):
 one training step (forward, backward, Adam step) and one inference forward (eval, no grad),
-batch 32 of 40x40 images. Prints images/s and the speed-up ratios.
+batch 32 of 40x40 images. Prints images/s and the speed-up ratios. The zoo networks are built
+with their recipe's arguments (``configs/NAME.yaml``, what ``geozoo zoo train`` publishes).
 
     python scripts/bench_affine.py                      # zoo configs vs reference
     python scripts/bench_affine.py --ref-batch 8        # quicker, reference per-image cost
@@ -24,10 +25,12 @@ import time
 
 import torch
 import torch.nn.functional as F
+import yaml
 from torch import Tensor, nn
 
 from geozoo.groups import SL, GLPlus
 from geozoo.zoo import create_model
+from geozoo.zoo.recipes import recipe_path
 
 
 class Sine(nn.Module):
@@ -166,6 +169,15 @@ def time_model(model: nn.Module, batch: int, steps: int, warmup: int = 1) -> tup
     return train, batch / min(times)
 
 
+def recipe_network(name: str) -> nn.Module:
+    """The zoo network ``name`` with the arguments of its shipped recipe."""
+    recipe = yaml.safe_load(recipe_path(name).read_text())
+    arguments = dict(recipe["model"]["init_args"]["network"].get("init_args", {}))
+    for fixed in ("group", "in_channels", "num_classes"):  # set by the builder
+        arguments.pop(fixed, None)
+    return create_model(name, **arguments)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--models", nargs="+", default=["affconv_gl2_mnist", "affconv_sl2_mnist"])
@@ -182,7 +194,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch}")
     results = {}
     for name in args.models:
-        model = create_model(name)
+        model = recipe_network(name)
         params = sum(p.numel() for p in model.parameters())
         train, infer = time_model(model, args.batch, args.steps)
         results[name] = (train, infer)

@@ -82,6 +82,10 @@ class AffConvNet(nn.Module):
             fixed spread for rotation-scaling, nothing more for SO(2)); ``"translation"`` moves
             the centroid only; ``None`` does nothing. Inputs must have a zero background.
             See :class:`~geozoo.nn.MomentCanonicalization`.
+        canvas: ``(H, W)`` of the canonical image the trunk sees (default: ``input_size``).
+            The moment pose fixes the digit's spread (5 pixels), so a canvas smaller than the
+            input frame loses no content and cuts the trunk's cost by its area: it pays for
+            more rotation samples. Needs ``canonicalize="group"``.
     """
 
     def __init__(
@@ -105,6 +109,7 @@ class AffConvNet(nn.Module):
         std: float = MNIST_STD,
         canonicalize: str | None = "group",
         group_kernel: str = "delta",
+        canvas: Sequence[int] | None = None,
     ) -> None:
         super().__init__()
         if not (len(channels) == len(kernel_sizes) == len(pool_after)) or len(channels) < 1:
@@ -121,8 +126,13 @@ class AffConvNet(nn.Module):
             raise ValueError(
                 f"canonicalize must be 'group', 'translation' or None, got {canonicalize!r}"
             )
+        if canvas is not None and canonicalize != "group":
+            raise ValueError(
+                f"canvas needs canonicalize='group' (a fixed spread), got {canonicalize!r}"
+            )
         pose = poses[canonicalize]
-        self.canonicalize = None if pose is None else MomentCanonicalization(pose)
+        size = None if canvas is None else tuple(canvas)
+        self.canonicalize = None if pose is None else MomentCanonicalization(pose, size=size)
         self.lift = AffineLiftingConv2d(
             in_channels,
             channels[0],

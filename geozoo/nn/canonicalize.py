@@ -101,15 +101,25 @@ class MomentCanonicalization(nn.Module):
             ``"none"``).
         radius: target spread in pixels for ``"scalar"`` and ``"full"``.
         eps: regularisation of the second moments in pixels^2.
+        size: ``(H', W')`` of the canonical image (default: the input's). The pose centres
+            the content and, for ``"scalar"`` and ``"full"``, sets its spread to ``radius``
+            pixels whatever the input's size, so a canvas just large enough for that spread
+            (28 x 28 holds 99% of a whitened digit's mass for ``radius=5``) saves the layers
+            after it work in proportion to its area.
 
-    Input and output ``(N, C, H, W)`` on a zero background; bilinear resampling with zero
-    padding, so content moved outside the frame is lost. The pose is computed without
-    gradient; the resampling passes gradients to the image. :meth:`pose` returns the pose
-    ``(c, M)`` itself, for uses that need the group element rather than the canonical image.
+    Input ``(N, C, H, W)`` and output ``(N, C, H', W')`` on a zero background; bilinear
+    resampling with zero padding, so content moved outside the frame is lost. The pose is
+    computed without gradient; the resampling passes gradients to the image. :meth:`pose`
+    returns the pose ``(c, M)`` itself, for uses that need the group element rather than the
+    canonical image.
     """
 
     def __init__(
-        self, positive: str | PolarGroup = "full", radius: float = 5.0, eps: float = 0.5
+        self,
+        positive: str | PolarGroup = "full",
+        radius: float = 5.0,
+        eps: float = 0.5,
+        size: tuple[int, int] | None = None,
     ) -> None:
         super().__init__()
         if isinstance(positive, PolarGroup):
@@ -120,10 +130,14 @@ class MomentCanonicalization(nn.Module):
             raise ValueError(f"radius must be > 0 pixels, got {radius}")
         if eps < 0:
             raise ValueError(f"eps must be >= 0 pixels^2, got {eps}")
+        if size is not None and (len(size) != 2 or min(size) < 1):
+            raise ValueError(f"size must be (H, W) with positive sides or None, got {size}")
         self.positive, self.radius, self.eps = positive, float(radius), float(eps)
+        self.size = None if size is None else (int(size[0]), int(size[1]))
 
     def extra_repr(self) -> str:
-        return f"positive={self.positive!r}, radius={self.radius:g}, eps={self.eps:g}"
+        size = "" if self.size is None else f", size={self.size}"
+        return f"positive={self.positive!r}, radius={self.radius:g}, eps={self.eps:g}{size}"
 
     def pose(self, images: Tensor) -> tuple[Tensor, Tensor]:
         """Centroids ``c`` ``(N, 2)`` and frames ``M`` ``(N, 2, 2)`` in float64: the canonical
@@ -132,12 +146,13 @@ class MomentCanonicalization(nn.Module):
         return centre, moment_frames(moments, self.positive, self.radius, self.eps)
 
     def sampling_grid(self, images: Tensor) -> Tensor:
-        """The ``grid_sample`` grid ``(N, H, W, 2)`` that reads ``c + M q`` for every output
-        pixel ``q`` (offsets from the frame's centre)."""
+        """The ``grid_sample`` grid ``(N, H', W', 2)`` that reads ``c + M q`` for every output
+        pixel ``q`` (offsets from the output frame's centre)."""
         centre, frame = self.pose(images)
         h, w = images.shape[-2:]
-        ys = torch.arange(h, dtype=torch.float64, device=images.device) - (h - 1) / 2
-        xs = torch.arange(w, dtype=torch.float64, device=images.device) - (w - 1) / 2
+        out_h, out_w = self.size or (h, w)
+        ys = torch.arange(out_h, dtype=torch.float64, device=images.device) - (out_h - 1) / 2
+        xs = torch.arange(out_w, dtype=torch.float64, device=images.device) - (out_w - 1) / 2
         offsets = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), -1)  # (H, W, 2) as (x, y)
         points = torch.einsum("nab,hwb->nhwa", frame, offsets) + centre[:, None, None, :]
         scale = torch.tensor([2 / max(w - 1, 1), 2 / max(h - 1, 1)], dtype=torch.float64)

@@ -103,3 +103,22 @@ def test_published_checkpoint(name):
     with torch.no_grad():
         again = create_model(name, pretrained=True).eval()
         assert torch.equal(model(x), again(x))
+
+
+@pytest.mark.parametrize("shift", [(9, 0), (-7, 10)])
+def test_smaller_canvas_keeps_shift_invariance_and_shrinks_the_trunk(shift):
+    """``canvas`` resamples the moment pose onto a smaller grid: the trunk sees 28 x 28 maps
+    and integer shifts of the input still leave the logits unchanged."""
+    torch.manual_seed(0)
+    model = create_model("affconv_gl2_mnist", canvas=(28, 28)).double().eval()
+    x = torch.zeros(3, 1, 40, 40, dtype=torch.float64)
+    x[:, :, 10:30, 10:30] = torch.rand(3, 1, 20, 20, dtype=torch.float64)
+    assert model.canonicalize(x).shape == (3, 1, 28, 28)
+    moved = torch.roll(x, shift, (-2, -1))
+    with torch.no_grad():
+        torch.testing.assert_close(model(moved), model(x), rtol=0, atol=1e-9)
+
+
+def test_canvas_needs_the_group_pose():
+    with pytest.raises(ValueError, match="canvas needs canonicalize='group'"):
+        create_model("affconv_gl2_mnist", canvas=(28, 28), canonicalize="translation")
