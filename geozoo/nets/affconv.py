@@ -126,11 +126,13 @@ class AffConvNet(nn.Module):
             raise ValueError(
                 f"canonicalize must be 'group', 'translation' or None, got {canonicalize!r}"
             )
-        if canvas is not None and canonicalize != "group":
-            raise ValueError(
-                f"canvas needs canonicalize='group' (a fixed spread), got {canonicalize!r}"
-            )
         pose = poses[canonicalize]
+        if canvas is not None and pose not in ("scalar", "full"):
+            raise ValueError(
+                "canvas needs a pose that fixes the digit's spread (canonicalize='group' with a "
+                f"scale-normalising group such as gl2 or rs2), got canonicalize={canonicalize!r} "
+                f"with group {group!r}"
+            )
         size = None if canvas is None else tuple(canvas)
         self.canonicalize = None if pose is None else MomentCanonicalization(pose, size=size)
         self.lift = AffineLiftingConv2d(

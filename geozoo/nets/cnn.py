@@ -64,6 +64,7 @@ class PlainCNN(nn.Module):
         self.in_channels = in_channels
         self.input_size = tuple(input_size)
         self.mean, self.std = mean, std
+        self.global_pool, self.padding_mode = global_pool, padding_mode
         layers: list[nn.Module] = []
         previous = in_channels
         for index, width in enumerate(widths):

@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -160,6 +161,9 @@ class DigitSumPolicy(nn.Module):
         num_digits: digits per image.
         dim, heads, layers: decoder width, attention heads and blocks.
         encoder_widths: ``widths`` of the ``PlainCNN`` encoder.
+        encoder_global_pool, encoder_padding_mode: ``global_pool`` and ``padding_mode`` of a
+            ``PlainCNN`` built here (``pretrained_encoder=False``); a pretrained ``encoder`` is
+            built as its entry was published, and must agree with them when they are given.
         encoder: zoo entry whose weights initialise the encoder (``None``: random init).
         pretrained_encoder: load ``encoder``'s published weights when built.
         freeze_encoder: keep the encoder fixed (eval mode, no gradient).
@@ -176,6 +180,8 @@ class DigitSumPolicy(nn.Module):
         heads: int = 4,
         layers: int = 2,
         encoder_widths: Sequence[int] = (16, 32, 64),
+        encoder_global_pool: Literal["avg", "max"] | None = None,
+        encoder_padding_mode: Literal["zeros", "replicate", "reflect"] | None = None,
         encoder: str | None = "cnn_mnist",
         pretrained_encoder: bool = True,
         freeze_encoder: bool = True,
@@ -197,7 +203,6 @@ class DigitSumPolicy(nn.Module):
         self.freeze_encoder = freeze_encoder
         from geozoo.nets.cnn import PlainCNN  # here: geozoo.nets registers this module's entry
 
-        self.backbone = PlainCNN(1, 10, tuple(encoder_widths), (40, 40), dropout=0.0)
         if encoder is not None and pretrained_encoder:
             from geozoo.zoo.factory import create_model
 
@@ -209,9 +214,25 @@ class DigitSumPolicy(nn.Module):
                 )
             # the entry's own architecture (its global pooling and padding), not the defaults
             self.backbone = published
+            for name, wanted, built in (
+                ("encoder_global_pool", encoder_global_pool, published.global_pool),
+                ("encoder_padding_mode", encoder_padding_mode, published.padding_mode),
+            ):
+                if wanted is not None and wanted != built:
+                    raise ValueError(f"{name}={wanted!r}, but the entry {encoder!r} has {built!r}")
+        else:
+            self.backbone = PlainCNN(
+                1,
+                10,
+                tuple(encoder_widths),
+                (40, 40),
+                dropout=0.0,
+                global_pool=encoder_global_pool or "avg",
+                padding_mode=encoder_padding_mode or "zeros",
+            )
         if freeze_encoder:  # fixed weights and batch-norm statistics, from construction on
             self.backbone.requires_grad_(False).eval()
-        self.slot_proj = nn.Linear(encoder_widths[-1], dim)
+        self.slot_proj = nn.Linear(self.backbone.head[-1].in_features, dim)
         self.embed = nn.Embedding(13, dim)
         self.position = nn.Parameter(torch.zeros(num_digits + 1 + max_length, dim))
         nn.init.normal_(self.position, std=0.02)
@@ -331,12 +352,12 @@ class DigitSumPolicy(nn.Module):
 _LAST_FROZEN: list[tuple[Tensor, nn.Module, tuple[int, ...], Tensor]] = []
 
 
-@torch.no_grad()
 def _pooled_features(net: nn.Module, slots: Tensor) -> Tensor:
     """``(N, C)`` features of the encoder, pooled as its classifier pools them."""
     return net.head[0](net.features((slots - net.mean) / net.std)).flatten(1)
 
 
+@torch.no_grad()
 def _frozen_features(net: nn.Module, images: Tensor, slots: Tensor) -> Tensor:
     """Pooled features of a frozen encoder, reused when the same encoder object reads the same
     unchanged images tensor again: an RL step encodes its prompts for the policy and for the

@@ -19,8 +19,15 @@ __all__ = ["DIGIT_SUM_ENTRY", "digitsum_grpo_mnist"]
 
 
 def _publish(network: nn.Module) -> Published:
-    # the encoder's weights are in the checkpoint: no need to fetch cnn_mnist on every load
-    return Published(network, arguments={"pretrained_encoder": False})
+    # the encoder's weights are in the checkpoint: no need to fetch cnn_mnist on every load, but
+    # its architecture must be recorded, since the entry it came from may change
+    backbone = network.backbone
+    arguments = {
+        "pretrained_encoder": False,
+        "encoder_global_pool": backbone.global_pool,
+        "encoder_padding_mode": backbone.padding_mode,
+    }
+    return Published(network, arguments=arguments)
 
 
 #: Two 28x28 digits side by side in [0, 1]; the outputs are the greedy decode's logits.

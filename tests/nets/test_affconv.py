@@ -119,6 +119,12 @@ def test_smaller_canvas_keeps_shift_invariance_and_shrinks_the_trunk(shift):
         torch.testing.assert_close(model(moved), model(x), rtol=0, atol=1e-9)
 
 
-def test_canvas_needs_the_group_pose():
-    with pytest.raises(ValueError, match="canvas needs canonicalize='group'"):
-        create_model("affconv_gl2_mnist", canvas=(28, 28), canonicalize="translation")
+@pytest.mark.parametrize(
+    ("kwargs", "named"),
+    [({"canonicalize": "translation"}, "'translation'"), ({"group": "sl2"}, "'sl2'")],
+)
+def test_canvas_needs_a_pose_that_fixes_the_spread(kwargs, named):
+    """A smaller canvas could crop a digit whose spread the pose leaves free (translation only,
+    or SL(2)'s area-keeping pose)."""
+    with pytest.raises(ValueError, match=f"canvas needs a pose that fixes.*{named}"):
+        create_model("affconv_gl2_mnist", canvas=(28, 28), **kwargs)

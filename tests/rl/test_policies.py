@@ -103,3 +103,26 @@ def test_pretrained_encoder_keeps_the_entrys_architecture_and_pooling():
     with torch.no_grad():
         pooled = entry.head[0](entry.features((first - entry.mean) / entry.std)).flatten(1)
         assert torch.allclose(policy.encode(images)[:, 0], policy.slot_proj(pooled), atol=1e-5)
+
+
+def test_unfrozen_encoder_trains():
+    policy = _policy(freeze_encoder=False)
+    policy.encode(_images()).sum().backward()
+    grads = [p.grad for p in policy.backbone.features.parameters()]
+    assert all(g is not None for g in grads) and any(g.abs().sum() > 0 for g in grads)
+
+
+def test_encoder_architecture_is_recorded_and_checked():
+    """The published arguments rebuild the encoder's pooling and padding without fetching the
+    entry; asking a pretrained entry for another pooling is refused."""
+    from geozoo.rl.zoo_entry import _publish
+
+    policy = DigitSumPolicy(encoder="cnn_mnist")
+    arguments = _publish(policy).arguments
+    assert arguments["encoder_global_pool"] == "max"
+    rebuilt = DigitSumPolicy(encoder="cnn_mnist", **arguments)
+    rebuilt.load_state_dict(policy.state_dict())
+    images = _images()
+    assert torch.equal(rebuilt.eval().encode(images), policy.eval().encode(images))
+    with pytest.raises(ValueError, match="encoder_global_pool='avg', but the entry 'cnn_mnist'"):
+        DigitSumPolicy(encoder="cnn_mnist", encoder_global_pool="avg")
