@@ -34,7 +34,6 @@ import argparse
 import json
 import logging
 import re
-import statistics
 import tempfile
 import time
 import warnings
@@ -48,6 +47,7 @@ from torch import nn
 
 import geozoo
 from geozoo.metrics.calibration import reliability_diagram
+from geozoo.zoo.cards import mean_std
 from geozoo.zoo.pretrained import classification_metrics
 from geozoo.zoo.recipes import TrainedRun, recipe_path, train_recipe
 
@@ -149,12 +149,6 @@ def train_one(recipe: str, overrides: list[str], seed: int, epochs: int) -> Trai
     return train_recipe(recipe, seed, [*QUIET, *protocol, *overrides])
 
 
-def fmt(values: list[float]) -> str:
-    if len(values) == 1:
-        return f"{values[0]:.1f}"
-    return f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}"
-
-
 @torch.no_grad()
 def predict(network: nn.Module, images: torch.Tensor) -> torch.Tensor:
     return network.eval()(images)
@@ -195,10 +189,10 @@ def main() -> None:
                 students[name] = run.network
         row = results[name]
         print(
-            f"{name:<22} clean {fmt([r['clean/acc'] for r in row]):>11}  "
-            f"ECE {fmt([r['clean/ece'] for r in row]):>9}  "
-            f"affNIST {fmt([r['affnist/acc'] for r in row]):>11}  "
-            f"ECE {fmt([r['affnist/ece'] for r in row]):>9}  "
+            f"{name:<22} clean {mean_std([r['clean/acc'] for r in row]):>11}  "
+            f"ECE {mean_std([r['clean/ece'] for r in row]):>9}  "
+            f"affNIST {mean_std([r['affnist/acc'] for r in row]):>11}  "
+            f"ECE {mean_std([r['affnist/ece'] for r in row]):>9}  "
             f"({time.perf_counter() - start:.0f} s)",
             flush=True,
         )
@@ -217,8 +211,8 @@ def main() -> None:
         "|---|---|---|---|---|",
     ]
     for name, row in results.items():
-        cells = [fmt([r[k] for r in row]) for k in ("clean/acc", "clean/ece", "affnist/acc")]
-        cells.append(fmt([r["affnist/ece"] for r in row]))
+        cells = [mean_std([r[k] for r in row]) for k in ("clean/acc", "clean/ece", "affnist/acc")]
+        cells.append(mean_std([r["affnist/ece"] for r in row]))
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     command = "python scripts/reproduce_distillation.py" + (" --quick" if args.quick else "")
     lines += ["", f"Produced by `{command} --write-docs`."]

@@ -34,6 +34,7 @@ from pathlib import Path
 import lightning as L
 import torch
 
+from geozoo.zoo.cards import mean_std
 from geozoo.zoo.pretrained import classification_metrics
 from geozoo.zoo.recipes import lightning_cli
 
@@ -97,12 +98,6 @@ def train(arm: str, seed: int, overrides: list[str]) -> dict:
     }
 
 
-def fmt(values: list[float], digits: int = 1) -> str:
-    if len(values) == 1:
-        return f"{values[0]:.{digits}f}"
-    return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
-
-
 def table(results: list[dict]) -> str:
     lines = [
         "| method | clean acc (%) | affNIST-style acc (%) | rotated acc (%) | train s / epoch |",
@@ -112,8 +107,8 @@ def table(results: list[dict]) -> str:
         runs = [r for r in results if r["arm"] == arm]
         if not runs:
             continue
-        cells = [fmt([r["acc"][t] for r in runs]) for t in TESTS]
-        seconds = fmt([r["seconds_per_epoch"] for r in runs])
+        cells = [mean_std([r["acc"][t] for r in runs]) for t in TESTS]
+        seconds = mean_std([r["seconds_per_epoch"] for r in runs])
         lines.append(f"| {label} (`daug_{arm}_mnist`) | " + " | ".join(cells) + f" | {seconds} |")
     return "\n".join(lines)
 

@@ -44,6 +44,7 @@ from torch.utils.data import DataLoader
 
 from geozoo.nets.transformer import PatchTransformer
 from geozoo.zoo import card, create_model
+from geozoo.zoo.cards import mean_std
 from geozoo.zoo.pretrained import classification_metrics
 from geozoo.zoo.recipes import configs_dir, train_recipe
 
@@ -171,7 +172,7 @@ def gap(results: list[dict[str, Any]]) -> str:
 def _mean_std(values: list[float]) -> str:
     if len(values) == 1:
         return f"{values[0]:.2f} (1 seed)"
-    return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}"
+    return mean_std(values, 2)
 
 
 def table(results: list[dict[str, Any]]) -> str:

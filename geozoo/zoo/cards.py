@@ -7,9 +7,19 @@ Units: accuracies and calibration errors are in percent everywhere in the zoo (c
 
 from __future__ import annotations
 
+import statistics
+from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["render_model_card"]
+__all__ = ["mean_std", "render_model_card"]
+
+
+def mean_std(values: Sequence[float], digits: int = 1) -> str:
+    """``"mean ± std"`` over seeds (std with n - 1 in the denominator), or the value alone for
+    one seed: the cell format of the reproduce scripts' tables."""
+    if len(values) == 1:
+        return f"{values[0]:.{digits}f}"
+    return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
 
 
 def _table(rows: list[tuple[str, str]]) -> str:

@@ -271,7 +271,7 @@ def test_kdrl_adds_k2_to_the_teacher_with_masking_and_anneal():
 # ------------------------------------------------------------------ a toy bandit
 
 
-def test_grpo_raises_expected_reward_on_a_toy_bandit():
+def test_grpo_raises_expected_reward_on_a_toy_bandit(bandit_rollouts):
     """Tabular softmax policy over 4 contexts x 6 actions, reward table with a known optimum."""
     torch.manual_seed(0)
     gen = torch.Generator().manual_seed(0)
@@ -290,15 +290,7 @@ def test_grpo_raises_expected_reward_on_a_toy_bandit():
         actions = torch.multinomial(probs, 8, replacement=True, generator=gen).reshape(-1, 1)
         group = group_ids(4, 8)
         logp = logits.log_softmax(-1)[group, actions[:, 0]][:, None]
-        rollouts = Rollouts(
-            prompts=torch.arange(4),
-            group=group,
-            responses=actions,
-            mask=torch.ones_like(actions, dtype=torch.bool),
-            rewards=reward_table[group, actions[:, 0]],
-            logp=logp,
-            old_logp=logp.detach(),
-        )
+        rollouts = bandit_rollouts(torch.arange(4), group, actions, reward_table, logp)
         optimizer.zero_grad()
         objective(_ctx(rollouts)).loss.backward()
         optimizer.step()
