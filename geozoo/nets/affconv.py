@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from geozoo.nets.cnn import AFFNIST_FRAME, PlainCNN
+from geozoo.nets.cnn import AFFNIST_FRAME, CNN_MNIST_ARCHITECTURE, PlainCNN
 from geozoo.nn.affine_conv import (
     AffineGroupConv2d,
     AffineLiftingConv2d,
@@ -197,8 +197,9 @@ def _builder(group: str, kwargs: dict) -> AffConvNet:
 
 @register_model(pretrained_cfg=AFFNIST_FRAME)
 def affconv_gl2_mnist(**kwargs) -> AffConvNet:
-    """R^2 x| GL+(2) group-convolutional network for 40x40 digits (affNIST protocol)."""
-    return _builder("gl2", kwargs)
+    """R^2 x| GL+(2) group-convolutional network for 40x40 digits (affNIST protocol), as
+    published: 9 rotation samples over +-60 degrees, moment pose resampled onto a 28x28 canvas."""
+    return _builder("gl2", {"rotations": 9, "max_angle": 60.0, "canvas": (28, 28), **kwargs})
 
 
 @register_model(pretrained_cfg=AFFNIST_FRAME)
@@ -209,6 +210,7 @@ def affconv_sl2_mnist(**kwargs) -> AffConvNet:
 
 @register_model(pretrained_cfg=AFFNIST_FRAME)
 def cnn_affaug_mnist(**kwargs) -> PlainCNN:
-    """The plain CNN of ``cnn_mnist`` trained WITH random affNIST-style augmentation: the
-    baseline a user would reach for instead of an equivariant network."""
-    return PlainCNN(**{"in_channels": 1, "num_classes": 10, "input_size": (40, 40), **kwargs})
+    """The plain CNN of ``cnn_mnist`` trained WITH random affine augmentation (the wide ranges:
+    rotation +-45 degrees, shear +-0.4, scale 0.6-1.5): the baseline a user would reach for
+    instead of an equivariant network."""
+    return PlainCNN(**{**CNN_MNIST_ARCHITECTURE, **kwargs})

@@ -90,6 +90,14 @@ class PlainCNN(nn.Module):
         return self.head(self.features((x - self.mean) / self.std))
 
 
+#: ``cnn_mnist``'s network, also ``cnn_affaug_mnist``'s (only the training differs)
+CNN_MNIST_ARCHITECTURE: dict = {
+    "in_channels": 1,
+    "num_classes": 10,
+    "input_size": (40, 40),
+    "global_pool": "max",
+}
+
 CENTRED_BASELINE = replace(
     AFFNIST_FRAME,
     notes="Trained on centred digits only (no augmentation), with global pooling over its last "
@@ -101,5 +109,5 @@ CENTRED_BASELINE = replace(
 
 @register_model(pretrained_cfg=CENTRED_BASELINE)
 def cnn_mnist(**kwargs) -> PlainCNN:
-    """Plain CNN baseline for 40x40 MNIST digits (the affNIST frame)."""
-    return PlainCNN(**{"in_channels": 1, "num_classes": 10, "input_size": (40, 40), **kwargs})
+    """Plain CNN baseline for 40x40 MNIST digits (the affNIST frame), global max pooling."""
+    return PlainCNN(**{**CNN_MNIST_ARCHITECTURE, **kwargs})

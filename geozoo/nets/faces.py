@@ -100,5 +100,11 @@ def symface_arcface_synthfaces(**kwargs) -> FaceEmbeddingNet:
     SymFace: Prakash et al., arXiv 2409.11816. The first paragraph is the card's description.
     """
     return FaceEmbeddingNet(
-        **{"in_channels": 3, "embedding_dim": 64, "input_size": (32, 32), **kwargs}
+        **{
+            "in_channels": 3,
+            "embedding_dim": 64,
+            "widths": (8, 16, 32),
+            "input_size": (32, 32),
+            **kwargs,
+        }
     )

@@ -306,15 +306,27 @@ _ROTATED_DIGITS = PretrainedCfg(
 )
 
 
+#: the published rotated-MNIST entries' network (escnn form; ``exported=True`` compiles it)
+ROTMNIST_ARCHITECTURE: dict = {
+    "input_size": (28, 28),
+    "widths": (8, 16, 32, 64),
+    "kernel_sizes": (5, 3, 3, 3),
+    "pools": (True, True, True, False),
+    "padding": 2,
+}
+
+
 @register_model(pretrained_cfg=_ROTATED_DIGITS)
 def steerable_c8_rotmnist(**kwargs) -> SteerableCNN:
     """C8-steerable CNN (regular fields, 45-degree rotations) for 28x28 MNIST digits rotated
     uniformly in [0, 360)."""
-    return SteerableCNN(**{"group": "c8", "input_size": (28, 28), **kwargs})
+    return SteerableCNN(**{**ROTMNIST_ARCHITECTURE, "group": "c8", **kwargs})
 
 
 @register_model(pretrained_cfg=_ROTATED_DIGITS)
 def steerable_d4_rotmnist(**kwargs) -> SteerableCNN:
     """D4-steerable CNN (regular fields, 90-degree rotations and reflections) for 28x28 MNIST
     digits rotated uniformly in [0, 360)."""
-    return SteerableCNN(**{"group": "d4", "input_size": (28, 28), **kwargs})
+    return SteerableCNN(
+        **{**ROTMNIST_ARCHITECTURE, "group": "d4", "invariance": "rotations", **kwargs}
+    )

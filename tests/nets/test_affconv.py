@@ -48,7 +48,7 @@ def test_trunk_alone_invariant_to_stride_shifts(shift):
     content moved by a multiple of the pooling stride (4) give the same logits as long as it
     and its receptive field (about 26 px) stay inside the frame."""
     torch.manual_seed(0)
-    model = create_model("affconv_gl2_mnist", canonicalize=None).double().eval()
+    model = create_model("affconv_gl2_mnist", canonicalize=None, canvas=None).double().eval()
     x = torch.zeros(3, 1, 40, 40, dtype=torch.float64)
     x[:, :, 16:22, 16:22] = torch.rand(3, 1, 6, 6, dtype=torch.float64)
     moved = torch.roll(x, shift, (-2, -1))

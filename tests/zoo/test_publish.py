@@ -147,6 +147,7 @@ def test_steerable_entry_ships_its_escnn_form_with_the_bases_it_was_trained_with
     from geozoo.zoo.recipes import TrainedRun, recipe_path
 
     arguments = {"group": "c8", "widths": [2, 3, 4], "kernel_sizes": [5, 3, 3]}
+    arguments |= {"pools": [True, True, False], "padding": 0}
     torch.manual_seed(0)
     network = SteerableCNN(**arguments)
     with torch.no_grad():

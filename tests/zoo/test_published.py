@@ -82,3 +82,23 @@ def test_card_metrics_are_reproduced(folder):
     assert set(measured) == set(config["metrics"])
     for key, value in config["metrics"].items():
         assert abs(measured[key] - value) <= 0.2, (key, measured[key], value)
+
+
+# the published policy keeps the encoder it was trained with (its own weights, the cnn_mnist
+# architecture of that time); a default build starts from today's cnn_mnist entry instead
+OWN_ENCODER = {"digitsum_grpo_mnist"}
+
+
+@pytest.mark.parametrize("folder", FOLDERS, ids=lambda p: p.name)
+def test_builder_defaults_build_the_published_architecture(folder):
+    """``create_model(NAME)`` without weights is the network the card describes (one of its
+    forms), so a user who trains it from scratch trains the published architecture."""
+    if folder.name in OWN_ENCODER:
+        pytest.skip("the policy's encoder is part of its checkpoint")
+    torch.manual_seed(0)
+    default = repr(geozoo.create_model(folder.name))
+    candidates = [args for args, _ in checkpoint_forms(_config(folder)).values()]
+    # an exported (plain torch) form is compiled from the trainable escnn form the builder makes
+    candidates += [{**args, "exported": False} for args in candidates if args.get("exported")]
+    built = [repr(geozoo.create_model(folder.name, **args)) for args in candidates]
+    assert default in built, f"{folder.name}: the builder's defaults match no published form"
