@@ -291,14 +291,15 @@ def main(argv: list[str] | None = None) -> None:
                     f.write(json.dumps(record) + "\n")
                 print(json.dumps(record), flush=True)
     rows = _done(ns.log)
-    if variants:  # only this recipe and budget: runs of another budget are not comparable
-        names = {name for name, _ in variants}
+    if variants:  # only this recipe and budget (others are not comparable), in the asked order
+        order = {name: i for i, (name, _) in enumerate(variants)}
         budget = (ns.recipe, ns.epochs, ns.limit_train)
         rows = [
             r
             for r in rows
-            if r["variant"] in names and (r["recipe"], r["epochs"], r["limit_train"]) == budget
+            if r["variant"] in order and (r["recipe"], r["epochs"], r["limit_train"]) == budget
         ]
+        rows.sort(key=lambda r: order[r["variant"]])
     text = table(rows)
     print(text)
     if ns.write_doc is not None:

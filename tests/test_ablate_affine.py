@@ -68,11 +68,12 @@ def test_table_only_keeps_one_budget_and_writes_the_doc(tmp_path, capsys):
     doc.write_text(f"# Ablation\n{script.BEGIN}\n{script.END}\n")
     budget = ["--epochs", "4", "--limit-train", "800"]
     outputs = ["--log", str(log), "--table-only", "--write-doc", str(doc)]
-    script.main(["--variants", "recipe", "pos2", *budget, *outputs])
+    script.main(["--variants", "pos2", "recipe", *budget, *outputs])
     printed = capsys.readouterr().out
     assert "| recipe | (recipe) | 3 | 91.00 ± 1.00 | 80.00 ± 0.00 | 92.00 ± 2.00 |" in printed
     assert "| pos2 | positives=2 | 1 | 90.00 | 80.00 | 70.00 |" in printed
     assert "no_canon" not in printed and "[(4, 800)]" in printed
+    assert printed.index("| pos2 |") < printed.index("| recipe |")  # the asked order
     assert printed.strip() in doc.read_text()
 
 
