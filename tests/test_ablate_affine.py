@@ -1,22 +1,18 @@
 """scripts/ablate_affine.py: the table of a run log (one recipe and budget at a time) and its
 place between the ``<!-- ablate-affine -->`` markers of a document; no training here."""
 
-import importlib.util
 import json
+import runpy
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _script():
-    spec = importlib.util.spec_from_file_location(
-        "ablate_affine", ROOT / "scripts" / "ablate_affine.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def _script() -> SimpleNamespace:
+    return SimpleNamespace(**runpy.run_path(str(ROOT / "scripts" / "ablate_affine.py")))
 
 
 def _run(variant, seed, wide, epochs=4, changes=None):
