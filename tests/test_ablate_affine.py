@@ -86,3 +86,12 @@ def test_overrides_reach_the_recipe_network_as_given():
         arguments = config["model"]["init_args"]["network"]["init_args"]
         assert {k: arguments[k] for k in changes} == changes, name
         assert config["trainer"]["max_epochs"] == 1
+
+
+def test_docs_affine_has_the_table_block(tmp_path):
+    """The command docs/affine.md gives (``--write-doc docs/affine.md``) finds its markers."""
+    script = _script()
+    doc = tmp_path / "affine.md"
+    doc.write_text((ROOT / "docs" / "affine.md").read_text())
+    script.write_doc(doc, "| table |")
+    assert f"{script.BEGIN}\n| table |\n{script.END}" in doc.read_text()
