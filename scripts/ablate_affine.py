@@ -13,6 +13,8 @@ printed at the end.
         --epochs 6 --limit-train 1800 --log /tmp/ablate.jsonl
     python scripts/ablate_affine.py --variant wide55=rotations=7,max_angle=55 --seeds 0
     python scripts/ablate_affine.py --log /tmp/ablate.jsonl --table-only
+    python scripts/ablate_affine.py --variants recipe no_canon --log /tmp/ablate.jsonl \\
+        --table-only --write-doc docs/affine.md   # between the <!-- ablate-affine --> markers
     python scripts/ablate_affine.py --checkpoints RUN/checkpoints/*.ckpt --log /tmp/fits.jsonl
     python scripts/ablate_affine.py --canvas-coverage 28 32   # mass a smaller canvas loses
     python scripts/ablate_affine.py --published affconv_gl2_mnist --log /tmp/fits.jsonl
@@ -25,8 +27,8 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import statistics
 import tempfile
+import time
 from pathlib import Path
 
 import torch
@@ -35,6 +37,7 @@ import yaml
 from geozoo.data import MNISTDataModule, affnist_style
 from geozoo.nn import MomentCanonicalization
 from geozoo.zoo import create_model
+from geozoo.zoo.cards import mean_std
 from geozoo.zoo.recipes import load_fit_checkpoint, train_recipe
 
 # What each part of the decomposition buys, against the recipe (docs/affine.md, "Ablation").
@@ -50,6 +53,7 @@ ABLATIONS: dict[str, dict[str, object]] = {
 }
 
 TEST_RANGES = ("affnist", "wide")
+BEGIN, END = "<!-- ablate-affine:begin -->", "<!-- ablate-affine:end -->"
 SHOWN = ("group", "rotations", "max_angle", "canvas", "group_kernel", "canonicalize")
 
 
@@ -85,7 +89,15 @@ def overrides_for(
     changes: dict[str, object], epochs: int | None, limit_train: int | None, batch_size: int
 ) -> list[str]:
     """``geozoo fit`` arguments for the network changes and the reduced budget."""
-    args = [f"--model.network.init_args.{k}={json.dumps(v)}" for k, v in changes.items()]
+    root = Path(tempfile.mkdtemp(prefix="ablate_affine_"))
+    # a second config file rather than --model.network.init_args.KEY=VALUE flags, which
+    # jsonargparse cannot set to None for an optional list (canvas) and which keep the quotes
+    # of a JSON string ('"mlp"')
+    args = []
+    if changes:
+        network = {"model": {"init_args": {"network": {"init_args": dict(changes)}}}}
+        (root / "changes.yaml").write_text(yaml.safe_dump(network))
+        args += ["--config", str(root / "changes.yaml")]
     if epochs is not None:
         args += [
             f"--trainer.max_epochs={epochs}",
@@ -97,7 +109,6 @@ def overrides_for(
             f"--data.init_args.limit_train={limit_train}",
             f"--model.lr_scheduler.init_args.steps_per_epoch={steps}",
         ]
-    root = tempfile.mkdtemp(prefix="ablate_affine_")
     args += [
         "--trainer.logger=false",
         "--trainer.enable_checkpointing=false",
@@ -164,16 +175,22 @@ def table(rows: list[dict]) -> str:
     ]
     for name in dict.fromkeys(r["variant"] for r in rows):
         runs = [r for r in rows if r["variant"] == name]
-        cells = []
-        for key in keys:
-            values = [r["scores"][key] for r in runs]
-            spread = statistics.stdev(values) if len(values) > 1 else 0.0
-            cells.append(f"{statistics.mean(values):.2f} ± {spread:.2f}")
+        cells = [mean_std([r["scores"][key] for r in runs], digits=2) for key in keys]
         changes = ", ".join(f"{k}={v}" for k, v in runs[0]["changes"].items()) or "(recipe)"
         lines.append(f"| {name} | {changes} | {len(runs)} | " + " | ".join(cells) + " |")
     budget = {(r["epochs"], r["limit_train"]) for r in rows}
     lines.append(f"\n(epochs, training digits) of these runs: {sorted(budget, key=str)}")
     return "\n".join(lines)
+
+
+def write_doc(path: Path, text: str) -> None:
+    """Put ``text`` between the ``<!-- ablate-affine:begin/end -->`` markers of ``path``."""
+    doc = path.read_text()
+    head, begin, rest = doc.partition(BEGIN)
+    _, end, tail = rest.partition(END)
+    if not begin or not end:
+        raise ValueError(f"{path} needs a {BEGIN} line followed by a {END} line for the table")
+    path.write_text(f"{head}{BEGIN}\n{text}\n{END}{tail}")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -188,6 +205,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--copies", type=int, default=3, help="transformed copies per val digit")
     p.add_argument("--log", type=Path, default=None, help="JSON lines, one per run")
     p.add_argument("--table-only", action="store_true")
+    p.add_argument(
+        "--write-doc",
+        type=Path,
+        default=None,
+        help=f"also write the table between the {BEGIN} / {END} markers of this file",
+    )
     p.add_argument(
         "--checkpoints",
         nargs="+",
@@ -250,6 +273,7 @@ def main(argv: list[str] | None = None) -> None:
                 }
                 if key in seen:
                     continue
+                start = time.perf_counter()
                 overrides = overrides_for(changes, ns.epochs, ns.limit_train, ns.batch_size)
                 run = train_recipe(ns.recipe, seed=seed, overrides=overrides)
                 scores = validation_scores(run.network, run.datamodule, ns.copies)
@@ -261,15 +285,25 @@ def main(argv: list[str] | None = None) -> None:
                     "epochs": ns.epochs,
                     "limit_train": ns.limit_train,
                     "scores": scores,
+                    "seconds": round(time.perf_counter() - start),  # fit + scoring, wall
                 }
                 with ns.log.open("a") as f:
                     f.write(json.dumps(record) + "\n")
                 print(json.dumps(record), flush=True)
     rows = _done(ns.log)
-    if variants:
-        names = {name for name, _ in variants}
-        rows = [r for r in rows if r["variant"] in names]
-    print(table(rows))
+    if variants:  # only this recipe and budget (others are not comparable), in the asked order
+        order = {name: i for i, (name, _) in enumerate(variants)}
+        budget = (ns.recipe, ns.epochs, ns.limit_train)
+        rows = [
+            r
+            for r in rows
+            if r["variant"] in order and (r["recipe"], r["epochs"], r["limit_train"]) == budget
+        ]
+        rows.sort(key=lambda r: order[r["variant"]])
+    text = table(rows)
+    print(text)
+    if ns.write_doc is not None:
+        write_doc(ns.write_doc, text)
 
 
 if __name__ == "__main__":

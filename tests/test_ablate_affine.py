@@ -1,0 +1,97 @@
+"""scripts/ablate_affine.py: the table of a run log (one recipe and budget at a time) and its
+place between the ``<!-- ablate-affine -->`` markers of a document; no training here."""
+
+import json
+import runpy
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _script() -> SimpleNamespace:
+    return SimpleNamespace(**runpy.run_path(str(ROOT / "scripts" / "ablate_affine.py")))
+
+
+def _run(variant, seed, wide, epochs=4, changes=None):
+    return {
+        "recipe": "affconv_gl2_mnist",
+        "variant": variant,
+        "changes": changes or {},
+        "seed": seed,
+        "epochs": epochs,
+        "limit_train": 800,
+        "scores": {"clean": 90.0 + seed, "affnist": 80.0, "wide": wide},
+    }
+
+
+def test_write_doc_replaces_only_the_marked_block(tmp_path):
+    script = _script()
+    doc = tmp_path / "affine.md"
+    doc.write_text(f"before\n{script.BEGIN}\nold table\n{script.END}\nafter\n")
+    script.write_doc(doc, "| new |")
+    assert doc.read_text() == f"before\n{script.BEGIN}\n| new |\n{script.END}\nafter\n"
+    script.write_doc(doc, "| newer |")
+    assert "| new |" not in doc.read_text() and doc.read_text().endswith(f"{script.END}\nafter\n")
+
+
+@pytest.mark.parametrize(
+    "text", ["no markers", "<!-- ablate-affine:end --> <!-- ablate-affine:begin -->"]
+)
+def test_write_doc_needs_both_markers_in_order(tmp_path, text):
+    doc = tmp_path / "affine.md"
+    doc.write_text(text)
+    with pytest.raises(ValueError, match="needs a <!-- ablate-affine:begin --> line"):
+        _script().write_doc(doc, "| table |")
+    assert doc.read_text() == text
+
+
+def test_table_only_keeps_one_budget_and_writes_the_doc(tmp_path, capsys):
+    script = _script()
+    log = tmp_path / "ablate.jsonl"
+    runs = [
+        _run("recipe", 0, 90.0),
+        _run("recipe", 1, 94.0),
+        _run("recipe", 2, 92.0),
+        _run("pos2", 0, 70.0, changes={"positives": 2}),
+        _run("recipe", 0, 10.0, epochs=1),  # another budget: left out
+        _run("no_canon", 0, 50.0),  # not asked for: left out
+    ]
+    log.write_text("".join(json.dumps(r) + "\n" for r in runs))
+    doc = tmp_path / "affine.md"
+    doc.write_text(f"# Ablation\n{script.BEGIN}\n{script.END}\n")
+    budget = ["--epochs", "4", "--limit-train", "800"]
+    outputs = ["--log", str(log), "--table-only", "--write-doc", str(doc)]
+    script.main(["--variants", "pos2", "recipe", *budget, *outputs])
+    printed = capsys.readouterr().out
+    assert "| recipe | (recipe) | 3 | 91.00 ± 1.00 | 80.00 ± 0.00 | 92.00 ± 2.00 |" in printed
+    assert "| pos2 | positives=2 | 1 | 90.00 | 80.00 | 70.00 |" in printed
+    assert "no_canon" not in printed and "[(4, 800)]" in printed
+    assert printed.index("| pos2 |") < printed.index("| recipe |")  # the asked order
+    assert printed.strip() in doc.read_text()
+
+
+def test_overrides_reach_the_recipe_network_as_given():
+    """Strings (``group_kernel=mlp``), ``None`` and numbers arrive as the values they name."""
+    from geozoo.zoo.recipes import _parse, recipe_path
+
+    script = _script()
+    recipe = recipe_path("affconv_gl2_mnist")
+    for name in ("no_canon", "centroid_only", "mlp_kernel", "pos2"):
+        changes = script.ABLATIONS[name]
+        overrides = script.overrides_for(changes, epochs=1, limit_train=64, batch_size=32)
+        _, config = _parse(recipe, overrides)
+        arguments = config["model"]["init_args"]["network"]["init_args"]
+        assert {k: arguments[k] for k in changes} == changes, name
+        assert config["trainer"]["max_epochs"] == 1
+
+
+def test_docs_affine_has_the_table_block(tmp_path):
+    """The command docs/affine.md gives (``--write-doc docs/affine.md``) finds its markers."""
+    script = _script()
+    doc = tmp_path / "affine.md"
+    doc.write_text((ROOT / "docs" / "affine.md").read_text())
+    script.write_doc(doc, "| table |")
+    assert f"{script.BEGIN}\n| table |\n{script.END}" in doc.read_text()
