@@ -51,6 +51,7 @@ from geozoo.zoo.recipes import configs_dir, train_recipe
 VARIANTS = (
     "vit_tiny_mnist",
     "symformer_nomlp_mnist",
+    "symformer_symvo_mnist",
     "symformer_wqk_mnist",
     "symformer_sym_mnist",
     "symformer_wqk_novo_mnist",
@@ -98,7 +99,9 @@ def recipe_of(name: str) -> tuple[str, list[str]]:
         return name, []
     options = attention_options(create_model(name))
     prefix = "--model.init_args.network.init_args"
-    return SHARED_RECIPE, [f"{prefix}.{key}={json.dumps(value)}" for key, value in options.items()]
+    # strings bare (quoted JSON is not a Literal choice), numbers and booleans as JSON
+    values = {k: v if isinstance(v, str) else json.dumps(v) for k, v in options.items()}
+    return SHARED_RECIPE, [f"{prefix}.{key}={value}" for key, value in values.items()]
 
 
 def train_one(name: str, seed: int, extra: list[str], tune: bool, root: str) -> dict[str, Any]:
