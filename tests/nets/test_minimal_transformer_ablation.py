@@ -3,24 +3,17 @@ attention options, and the ablation table puts them between the published entrie
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
 from geozoo.zoo import create_model
 from geozoo.zoo.recipes import lightning_cli, recipe_path
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "reproduce_minimal_transformer.py"
-
 
 @pytest.fixture(scope="module")
-def script():
-    spec = importlib.util.spec_from_file_location("reproduce_minimal_transformer", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def script(load_script):
+    return load_script("reproduce_minimal_transformer")
 
 
 @pytest.mark.parametrize(
