@@ -15,6 +15,8 @@ validation digits and on the 1,000 held-out test digits (mean +- std over seeds)
     python scripts/reproduce_minimal_transformer.py --variants symformer_nomlp_mnist ...
     python scripts/reproduce_minimal_transformer.py --quick  # smoke test: 1 seed, 2 epochs
     python scripts/reproduce_minimal_transformer.py --cards  # the published entries' seeds
+    python scripts/reproduce_minimal_transformer.py --ablation RUN.json ...
+                                     # the entries' cards and earlier --json runs, step by step
     python scripts/reproduce_minimal_transformer.py --tune --seeds 0 \\
         --set=--trainer.max_epochs=20 --set=--data.init_args.train_augment=null
                                      # a recipe change, judged on validation digits only
@@ -22,7 +24,11 @@ validation digits and on the 1,000 held-out test digits (mean +- std over seeds)
 ``--tune`` leaves the held-out test digits out of the output (tune on validation only).
 ``--cards`` trains nothing: it prints the table of the two zoo entries from the per-seed
 held-out accuracies that ``geozoo zoo train NAME --seeds 0 1 2`` recorded on their cards (the
-same recipes and seeds as the default run).
+same recipes and seeds as the default run). ``--ablation`` trains nothing either: it puts the
+variants of earlier ``--json`` runs between the two entries' card rows, in the order of
+:data:`VARIANTS` (full to minimal), and states for each row what changed from the row above and
+how far its held-out mean moved; with ``--write-docs`` the table replaces the ablation block of
+docs/minimal_transformer.md.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from lightning.pytorch.cli import instantiate_class
 from torch.utils.data import DataLoader
 
 from geozoo.nets.transformer import PatchTransformer
@@ -48,9 +55,10 @@ from geozoo.zoo.cards import mean_std
 from geozoo.zoo.pretrained import classification_metrics
 from geozoo.zoo.recipes import configs_dir, train_recipe
 
-VARIANTS = (
+VARIANTS = (  # full to minimal: the row order of the ablation table
     "vit_tiny_mnist",
     "symformer_nomlp_mnist",
+    "symformer_symvo_mnist",
     "symformer_wqk_mnist",
     "symformer_sym_mnist",
     "symformer_wqk_novo_mnist",
@@ -61,6 +69,7 @@ ENTRIES = ("vit_tiny_mnist", "symformer_min_mnist")
 SHARED_RECIPE = "symformer_min_mnist"  # the recipe of variants without one of their own
 DOC = Path(__file__).resolve().parents[1] / "docs" / "minimal_transformer.md"
 BEGIN, END = "<!-- reproduce_minimal_transformer: begin -->", "<!-- end -->"
+ABLATION_BEGIN = "<!-- reproduce_minimal_transformer --ablation: begin -->"
 
 
 def attention_options(model: PatchTransformer) -> dict[str, Any]:
@@ -98,7 +107,18 @@ def recipe_of(name: str) -> tuple[str, list[str]]:
         return name, []
     options = attention_options(create_model(name))
     prefix = "--model.init_args.network.init_args"
-    return SHARED_RECIPE, [f"{prefix}.{key}={json.dumps(value)}" for key, value in options.items()]
+    # strings bare (quoted JSON is not a Literal choice), numbers and booleans as JSON
+    values = {k: v if isinstance(v, str) else json.dumps(v) for k, v in options.items()}
+    return SHARED_RECIPE, [f"{prefix}.{key}={value}" for key, value in values.items()]
+
+
+def fit_loaders(data: Any) -> dict[str, DataLoader]:
+    """The clean (not augmented) training digits and the validation digits of a set-up
+    :class:`~geozoo.data.MNISTDataModule`."""
+    return {
+        "train": DataLoader(data.datasets["train"], batch_size=500),
+        "val": data.val_dataloader(),
+    }
 
 
 def train_one(name: str, seed: int, extra: list[str], tune: bool, root: str) -> dict[str, Any]:
@@ -115,8 +135,7 @@ def train_one(name: str, seed: int, extra: list[str], tune: bool, root: str) -> 
     run = train_recipe(recipe, seed, [*quiet, *overrides, *extra])
     seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
     data = run.datamodule
-    clean_train = DataLoader(data.datasets["train"], batch_size=500)  # not augmented
-    loaders = {"train": clean_train, "val": data.val_dataloader()}
+    loaders = fit_loaders(data)
     if not tune:
         loaders["test"] = data.test_loaders_by_name()["clean"]
     metrics = classification_metrics(run.network, loaders, 10)
@@ -150,9 +169,20 @@ def from_cards(name: str) -> list[dict[str, Any]]:
             "description": describe(model),
             "test_acc": metrics["clean/acc"],
             "cpu_seconds": 0.0,
+            "source": "card",
         }
         for seed, metrics in per_seed.items()
     ]
+
+
+def published_fit(name: str) -> tuple[int, dict[str, float]]:
+    """``(seed, {"train_acc", "val_acc"})`` of ``name``'s published checkpoint (its card's median
+    seed) on the data module its card records: what the card itself does not record."""
+    info = card(name)
+    data = instantiate_class((), dict(info["evaluation"]["data"]))
+    data.setup("fit")
+    metrics = classification_metrics(create_model(name, pretrained=True), fit_loaders(data), 10)
+    return int(info.get("seed", 0)), {f"{s}_acc": metrics[f"{s}/acc"] for s in ("train", "val")}
 
 
 def gap(results: list[dict[str, Any]]) -> str:
@@ -170,40 +200,88 @@ def gap(results: list[dict[str, Any]]) -> str:
 
 
 def _mean_std(values: list[float]) -> str:
+    if not values:
+        return "–"
     if len(values) == 1:
         return f"{values[0]:.2f} (1 seed)"
     return mean_std(values, 2)
 
 
-def table(results: list[dict[str, Any]]) -> str:
+def change(above: str, below: str) -> str:
+    """What differs between two :func:`describe` strings, e.g. ``"W_V, W_O -> no W_V/W_O"``."""
+    old, new = above.split(", "), below.split(", ")
+    removed = ", ".join(p for p in old if p not in new)
+    added = ", ".join(p for p in new if p not in old)
+    return f"{removed} → {added}" if removed or added else "none"
+
+
+def step(above: list[float], below: list[float]) -> str:
+    """The move of the mean from ``above`` to ``below`` with the standard error of a difference
+    of two means, ``sqrt(s_a^2 / n_a + s_b^2 / n_b)`` (sample standard deviations)."""
+    if len(above) < 2 or len(below) < 2:
+        raise ValueError(
+            f"a step between rows needs at least 2 seeds per row, got {len(above)} and {len(below)}"
+        )
+    se = (statistics.variance(above) / len(above) + statistics.variance(below) / len(below)) ** 0.5
+    return f"{statistics.mean(below) - statistics.mean(above):+.2f} ± {se:.2f}"
+
+
+def table(results: list[dict[str, Any]], steps: bool = False) -> str:
+    """Markdown table, one row per variant (mean ± std over seeds); a split that a row has no
+    runs of (the cards record held-out accuracy only) is a dash. ``steps`` adds what changed from
+    the row above and how far the held-out mean moved (:func:`change`, :func:`step`)."""
     full = next((r["params"] for r in results if r["variant"] == "vit_tiny_mnist"), None)
-    splits = [s for s in ("train", "val", "test") if f"{s}_acc" in results[0]]
+    splits = [s for s in ("train", "val", "test") if any(f"{s}_acc" in r for r in results)]
     header = {"train": "train acc (%)", "val": "val acc (%)", "test": "held-out acc (%)"}
+    head = ["variant", "reductions", *(["change from the row above"] * steps), "params"]
+    head += ["% of full", *(header[s] for s in splits)]
+    head += ["held-out step (points)"] * (steps and "test" in splits)
     rows = [
-        "| variant | reductions | params | % of full | "
-        + " | ".join(header[s] for s in splits)
-        + " |",
-        "|---|---|---:|---:|" + "---:|" * len(splits),
+        "| " + " | ".join(head) + " |",
+        "|---|---|" + "---|" * steps + "---:|" * (len(head) - 2 - steps),
     ]
+    above: list[dict[str, Any]] = []
     for name in dict.fromkeys(r["variant"] for r in results):
         runs = [r for r in results if r["variant"] == name]
         params = runs[0]["params"]
-        share = f"{100 * params / full:.1f}" if full else "-"
-        cells = [_mean_std([r[f"{s}_acc"] for r in runs]) for s in splits]
-        rows.append(
-            f"| `{name}` | {runs[0]['description']} | {params:,} | {share} | "
-            + " | ".join(cells)
-            + " |"
-        )
+        cells = [f"`{name}`", runs[0]["description"]]
+        if steps:
+            cells.append(change(above[0]["description"], runs[0]["description"]) if above else "")
+        cells += [f"{params:,}", f"{100 * params / full:.1f}" if full else "-"]
+        cells += [_mean_std([r[f"{s}_acc"] for r in runs if f"{s}_acc" in r]) for s in splits]
+        if steps and "test" in splits:
+            test = [[r["test_acc"] for r in rs] for rs in (above, runs)]
+            cells.append(step(*test) if above else "")
+        rows.append("| " + " | ".join(cells) + " |")
+        above = runs
     return "\n".join(rows)
 
 
-def write_docs(text: str, path: Path = DOC) -> None:
+def ablation(paths: list[Path]) -> tuple[list[dict[str, Any]], list[str]]:
+    """The rows of the ablation table and the commands that trained them: the two entries from
+    their cards (unless a run in ``paths`` trained them here; train and validation accuracy of
+    the published seed only, :func:`published_fit`), the variants of the ``--json`` files
+    ``paths`` in between, all in the order of :data:`VARIANTS`."""
+    runs, commands = [], []
+    for path in paths:
+        saved = json.loads(Path(path).read_text())
+        runs += saved["results"]
+        commands.append(saved["command"].strip())
+    trained = {r["variant"] for r in runs}
+    for name in ENTRIES:
+        if name not in trained:
+            seed, fit = published_fit(name)
+            runs += [{**r, **fit} if r["seed"] == seed else r for r in from_cards(name)]
+    return sorted(runs, key=lambda r: (VARIANTS.index(r["variant"]), r["seed"])), commands
+
+
+def write_docs(text: str, path: Path = DOC, begin: str = BEGIN) -> None:
+    """Replace the block between ``begin`` and the next :data:`END` marker of ``path``."""
     doc = path.read_text()
-    pattern = re.compile(re.escape(BEGIN) + r".*?" + re.escape(END), re.S)
+    pattern = re.compile(re.escape(begin) + r".*?" + re.escape(END), re.S)
     if not pattern.search(doc):
-        raise ValueError(f"{path} has no {BEGIN} ... {END} block to replace")
-    path.write_text(pattern.sub(lambda _: f"{BEGIN}\n{text}\n{END}", doc))
+        raise ValueError(f"{path} has no {begin} ... {END} block to replace")
+    path.write_text(pattern.sub(lambda _: f"{begin}\n{text}\n{END}", doc))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -229,9 +307,19 @@ def main(argv: list[str] | None = None) -> int:
         "--table-only", action="store_true", help="print the table of an earlier --json run"
     )
     parser.add_argument(
+        "--ablation",
+        nargs="+",
+        type=Path,
+        default=None,
+        metavar="JSON",
+        help="print the ablation table: the entries' cards and the variants of earlier --json runs",
+    )
+    parser.add_argument(
         "--write-docs", action="store_true", help="replace the table in docs/minimal_transformer.md"
     )
     args = parser.parse_args(argv)
+    if sum(map(bool, (args.cards, args.table_only, args.ablation))) > 1:
+        parser.error("--cards, --table-only and --ablation are alternatives: give one of them")
     if args.quick:
         args.seeds, args.set = [0], [*args.set, "--trainer.max_epochs=2"]
     if args.table_only and args.json is None:
@@ -247,6 +335,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     if args.cards:
         results = [r for name in ENTRIES for r in from_cards(name)]
+    elif args.ablation:
+        results, trained_by = ablation(args.ablation)
     elif args.table_only:
         saved = json.loads(args.json.read_text())
         results, command = saved["results"], saved["command"]
@@ -273,7 +363,7 @@ def main(argv: list[str] | None = None) -> int:
                         args.json.write_text(
                             json.dumps({"command": command, "results": results}, indent=2)
                         )
-    text = table(results)
+    text = table(results, steps=bool(args.ablation))
     seeds = sorted({r["seed"] for r in results})
     recipes = sorted({r["recipe"] for r in results})
     cpu = sum(r["cpu_seconds"] for r in results) / 60
@@ -289,10 +379,30 @@ def main(argv: list[str] | None = None) -> int:
             "held-out accuracy on the 1,000 clean test digits, mean ± std over seeds. Printed "
             f"by `{command.strip()}`."
         )
+    if args.ablation:
+        carded = list(dict.fromkeys(r["variant"] for r in results if r.get("source") == "card"))
+        setup = (
+            (
+                f"Rows {' and '.join(f'`{n}`' for n in carded)}: the published entries' "
+                "seeds as recorded on their cards by `geozoo zoo train NAME --seeds 0 1 2` (their "
+                "recipes differ only in the blocks); the cards record held-out accuracy only, "
+                "train and validation accuracy are the published (median) seed's. "
+                if carded
+                else ""
+            )
+            + f"Other rows: configs/{SHARED_RECIPE}.yaml with the variant's attention options, "
+            f"seeds {', '.join(map(str, seeds))}, trained by "
+            + ", ".join(f"`{c}`" for c in trained_by)
+            + f" ({cpu:.0f} min CPU time). Held-out accuracy on the 1,000 clean test digits, "
+            "validation on the 400 validation digits, train on the 3,600 clean (unjittered) "
+            "training digits, mean ± std over seeds; step: the held-out mean minus the row "
+            "above's, ± the standard error of that difference. Printed by "
+            f"`{command.strip()}`."
+        )
     setup = f"{gap(results)} {setup}".strip()
     print(f"\n{text}\n\n{setup}")
     if args.write_docs:
-        write_docs(f"{text}\n\n{setup}")
+        write_docs(f"{text}\n\n{setup}", begin=ABLATION_BEGIN if args.ablation else BEGIN)
         print(f"\nwrote the table into {DOC}")
     return 0
 

@@ -1,10 +1,12 @@
-"""Suite-wide fixtures: the ``geozoo`` console script, and a guard that the suite writes
-nothing (such as a Lightning ``config.yaml``) into the repository root."""
+"""Suite-wide fixtures: the ``geozoo`` console script, the scripts as modules, and a guard that
+the suite writes nothing (such as a Lightning ``config.yaml``) into the repository root."""
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -31,3 +33,18 @@ def _repository_root_stays_clean():
         if not name.startswith((".", "__")) and name != "lightning_logs"
     )
     assert not added, f"the test suite wrote {added} into {ROOT}; write to tmp_path instead"
+
+
+@pytest.fixture(scope="session")
+def load_script():
+    """``load_script(NAME)`` imports ``scripts/NAME.py`` (scripts are not a package) once."""
+    loaded: dict[str, ModuleType] = {}
+
+    def load(name: str) -> ModuleType:
+        if name not in loaded:
+            spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+            loaded[name] = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(loaded[name])
+        return loaded[name]
+
+    return load

@@ -11,6 +11,7 @@ name                              MLP    qk          similarity  vo         head
 ================================  =====  ==========  ==========  =========  =====  ==========
 ``vit_tiny_mnist``                yes    separate    general     separate   4      303,498
 ``symformer_nomlp_mnist``         no     separate    general     separate   4      104,202
+``symformer_symvo_mnist``         no     collapsed   symmetric   separate   4      104,970
 ``symformer_wqk_mnist``           no     collapsed   general     collapsed  1      55,050
 ``symformer_sym_mnist``           no     collapsed   symmetric   collapsed  1      42,954
 ``symformer_wqk_novo_mnist``      no     collapsed   general     none       1      30,474
@@ -49,6 +50,7 @@ __all__ = [
     "symformer_min_mnist",
     "symformer_nomlp_mnist",
     "symformer_sym_mnist",
+    "symformer_symvo_mnist",
     "symformer_wqk_mnist",
     "symformer_wqk_novo_mnist",
     "vit_tiny_cifar10",
@@ -275,6 +277,14 @@ def vit_tiny_mnist(**kwargs: Any) -> PatchTransformer:
 def symformer_nomlp_mnist(**kwargs: Any) -> PatchTransformer:
     """``vit_tiny_mnist`` without the MLPs (Bermeitinger et al. reduction 1)."""
     return PatchTransformer(**_mnist(**{**FULL, "mlp": False, **kwargs}))
+
+
+@register_model(pretrained_cfg=MNIST_DIGITS)
+def symformer_symvo_mnist(**kwargs: Any) -> PatchTransformer:
+    """No MLP, 4 heads, ``W^QK_h = T_h T_h^T`` with ``W^V``/``W^O`` kept: the minimal model
+    before its last reduction, so that an ablation can tell the symmetric similarity's cost from
+    that of dropping the value/output projections."""
+    return PatchTransformer(**_mnist(**{**MINIMAL, "vo": "separate", **kwargs}))
 
 
 @register_model(pretrained_cfg=MNIST_DIGITS)

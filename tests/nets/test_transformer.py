@@ -12,6 +12,7 @@ from geozoo.zoo import create_model, list_models
 MNIST_VARIANTS = [
     "vit_tiny_mnist",
     "symformer_nomlp_mnist",
+    "symformer_symvo_mnist",
     "symformer_wqk_mnist",
     "symformer_sym_mnist",
     "symformer_wqk_novo_mnist",
@@ -62,15 +63,22 @@ def test_full_and_minimal_counts_written_out():
     assert _count(create_model("symformer_min1h_mnist")) == stem + depth * min_block(1) + tail
     minimal = _count(create_model("symformer_min_mnist"))
     assert minimal == stem + depth * min_block(4) + tail
+    # the minimal model with W_V (N x N over the heads) and W_O kept
+    symvo = _count(create_model("symformer_symvo_mnist"))
+    assert symvo == minimal + depth * 2 * n * n
     assert minimal <= 0.2 * full  # the target: at least 80% fewer parameters
 
 
 def test_counts_decrease_with_each_reduction():
     count = {name: _count(create_model(name)) for name in MNIST_VARIANTS}
-    order = [name for name in MNIST_VARIANTS if name != "symformer_min_mnist"]
+    # 4-head variants off the 1-head chain: the minimal model and its step with W_V/W_O kept
+    # (4 triangular T_h cost H N(N+1)/2 > 2 N^2, so that step is no smaller than W_Q, W_K)
+    off_chain = ("symformer_min_mnist", "symformer_symvo_mnist")
+    order = [name for name in MNIST_VARIANTS if name not in off_chain]
     counts = [count[name] for name in order]
     assert counts == sorted(set(counts), reverse=True), counts
     assert count["symformer_min_mnist"] < count["symformer_nomlp_mnist"]
+    assert count["symformer_min_mnist"] < count["symformer_symvo_mnist"]
 
 
 @pytest.mark.parametrize("name", MNIST_VARIANTS)
