@@ -76,15 +76,20 @@ class _HalfSquaredResiduals(torch.autograd.Function):
     """``R_g = 1/2 ||theta - P_g theta||^2`` for every group from one sparse product, with
     ``theta`` the concatenation of ``tensors`` (flattened).
 
-    ``I - P_g`` is an orthogonal projector, so ``dR_g / dtheta = (I - P_g) theta``: the backward
-    pass reuses the residuals of the forward pass instead of a second (transposed) product, and
-    hands each tensor its slice of the gradient directly (no concatenation in the graph).
+    ``matrix`` holds only the rows of the stacked ``P_g`` that are not zero (most are: a weight
+    entry no equivariant map uses), ``rows`` their places in the stacked ``(P_g theta)_g``; the
+    residual is ``theta`` elsewhere.  ``I - P_g`` is an orthogonal projector, so
+    ``dR_g / dtheta = (I - P_g) theta``: the backward pass reuses the residuals of the forward
+    pass instead of a second (transposed) product, and hands each tensor its slice of the
+    gradient directly (no concatenation in the graph).
     """
 
     @staticmethod
-    def forward(ctx, matrix: Tensor, num_groups: int, *tensors: Tensor) -> Tensor:  # type: ignore[override]
+    def forward(ctx, matrix: Tensor, rows: Tensor, num_groups: int, *tensors: Tensor) -> Tensor:  # type: ignore[override]
         theta = torch.cat([t.reshape(-1) for t in tensors])
-        residual = theta - torch.mv(matrix, theta).reshape(num_groups, -1)
+        residual = theta.repeat(num_groups)
+        residual.index_add_(0, rows, torch.mv(matrix, theta), alpha=-1)
+        residual = residual.view(num_groups, -1)
         ctx.save_for_backward(residual)
         ctx.shapes = [t.shape for t in tensors]
         return 0.5 * residual.square().sum(-1)
@@ -93,7 +98,7 @@ class _HalfSquaredResiduals(torch.autograd.Function):
     def backward(ctx, grad: Tensor):  # type: ignore[override]
         (residual,) = ctx.saved_tensors
         pieces = (grad @ residual).split([shape.numel() for shape in ctx.shapes])
-        return None, None, *(p.view(shape) for p, shape in zip(pieces, ctx.shapes))
+        return None, None, None, *(p.view(shape) for p, shape in zip(pieces, ctx.shapes))
 
 
 class ProjectionPenaltyOperator:
@@ -131,15 +136,25 @@ class ProjectionPenaltyOperator:
         scale = [1.0 / max(self.size - r, 1.0) if normalize else 1.0 for r in ranks]
         self._scale64 = torch.tensor(scale, dtype=torch.float64)
         self.normalize = normalize
-        self._matrix64 = torch.cat(per_group, dim=0).coalesce()
-        self._cast: dict[tuple[torch.dtype, torch.device], tuple[Tensor, Tensor]] = {}
+        stacked = torch.cat(per_group, dim=0).coalesce()
+        # only the rows that are not zero enter the product (see _HalfSquaredResiduals)
+        self._rows, compressed = torch.unique(stacked.indices()[0], return_inverse=True)
+        self._matrix64 = torch.sparse_coo_tensor(
+            torch.stack([compressed, stacked.indices()[1]]),
+            stacked.values(),
+            (len(self._rows), self.size),
+            check_invariants=False,
+        ).coalesce()
+        self._cast: dict[tuple[torch.dtype, torch.device], tuple[Tensor, Tensor, Tensor]] = {}
 
-    def matrix(self, dtype: torch.dtype, device: torch.device) -> tuple[Tensor, Tensor]:
-        """The stacked projectors as a sparse CSR matrix, and the per-group scale factors."""
+    def matrix(self, dtype: torch.dtype, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
+        """The stacked projectors' non-zero rows as a sparse CSR matrix, the rows' places in the
+        stacked ``(P_g theta)_g``, and the per-group scale factors."""
         key = (dtype, device)
         if key not in self._cast:
             matrix = sparse_csr(self._matrix64, dtype, device)
-            self._cast[key] = (matrix, self._scale64.to(device=device, dtype=dtype))
+            scale = self._scale64.to(device=device, dtype=dtype)
+            self._cast[key] = (matrix, self._rows.to(device), scale)
         return self._cast[key]
 
     def parameters(self) -> list[Tensor]:
@@ -154,8 +169,8 @@ class ProjectionPenaltyOperator:
 
     def __call__(self) -> Tensor:
         tensors = self.parameters()
-        matrix, scale = self.matrix(tensors[0].dtype, tensors[0].device)
-        values = _HalfSquaredResiduals.apply(matrix, len(self.groups), *tensors)
+        matrix, rows, scale = self.matrix(tensors[0].dtype, tensors[0].device)
+        values = _HalfSquaredResiduals.apply(matrix, rows, len(self.groups), *tensors)
         return values * scale if self.normalize else values
 
 
