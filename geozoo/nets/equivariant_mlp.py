@@ -225,14 +225,16 @@ class RepBilinear(nn.Module):
         self.register_buffer("upper", column_order[rows * n + cols], persistent=False)
         self.register_buffer("lower", column_order[cols * n + rows], persistent=False)
         self.register_buffer("off_diagonal", (rows != cols).float(), persistent=False)
-        # for the fused block (:class:`_GatedBilinearBlock`): both factors in one gather, and for
-        # every weight column the folded column its gradient is (each column is the upper or the
-        # off-diagonal lower entry of exactly one product s_i s_j, i <= j)
+        # for the fused block (:class:`_GatedBilinearBlock`): both factors of the products in
+        # one gather (right ones first, so that each half is the gradient factor of the other
+        # half of ``pair``), and for every weight column the folded column its gradient is (each
+        # column is the upper or the off-diagonal lower entry of exactly one s_i s_j, i <= j)
         unfold = torch.empty(n * n, dtype=torch.long)
         pairs = torch.arange(len(rows))
         unfold[self.upper] = pairs
         unfold[self.lower[rows != cols]] = pairs[rows != cols]
         self.register_buffer("pair", torch.cat([sub[rows], sub[cols]]), persistent=False)
+        self.register_buffer("swapped_pair", torch.cat([sub[cols], sub[rows]]), persistent=False)
         self.register_buffer("unfold", unfold, persistent=False)
         with torch.no_grad():  # start small, as a correction to the linear path
             self.linear.weight.mul_(0.1)
@@ -260,11 +262,11 @@ class _GatedBilinearBlock(torch.autograd.Function):
     backward pass.
 
     The same map as the block's modules (:class:`RepLinear`, :class:`RepBilinear`,
-    :class:`GatedNonlinearity`; tests compare them), in about a third of the operations: at the
-    small widths of the soft-equivariance tasks a step costs what its operations cost to
-    dispatch and record, not their arithmetic.  Feature-major rows make every gather (the
-    products' factors, the gates) and its scatter in the backward pass a copy of contiguous
-    rows, where batch-major columns are strided.  Differentiable once.
+    :class:`GatedNonlinearity`; tests compare them) in far fewer operations, none of them
+    recorded by autograd: at the small widths of the soft-equivariance tasks a step costs what
+    its operations cost to dispatch and record more than their arithmetic.  Feature-major rows
+    make every gather (the products' factors, the gates) and its scatter in the backward pass a
+    copy of contiguous rows, where batch-major columns are strided.  Differentiable once.
     """
 
     @staticmethod
@@ -280,8 +282,8 @@ class _GatedBilinearBlock(torch.autograd.Function):
     ) -> Tensor:
         lin = torch.addmm(bias.unsqueeze(-1), weight, h)
         folded = bilinear.folded_weight(bilinear_weight)
-        factors = lin.index_select(0, bilinear.pair).view(2, -1, lin.shape[-1])
-        products = factors[0] * factors[1]
+        factors = lin.index_select(0, bilinear.swapped_pair).view(2, -1, lin.shape[-1])
+        products = factors[1] * factors[0]
         pre = lin + torch.addmm(bilinear_bias.unsqueeze(-1), folded, products)
         gates = torch.sigmoid_(pre.index_select(0, gate.sigmoid_index))
         values = pre[: gate.size]
@@ -303,10 +305,8 @@ class _GatedBilinearBlock(torch.autograd.Function):
         grad_folded = grad_pre @ products.T if needs[3] else None
         grad_bilinear_bias = grad_pre.sum(-1) if needs[4] else None
         grad_products = folded.T @ grad_pre
-        grad_factors = torch.empty_like(factors)
-        torch.mul(grad_products, factors[1], out=grad_factors[0])
-        torch.mul(grad_products, factors[0], out=grad_factors[1])
-        grad_lin = grad_pre.index_add_(0, pair, grad_factors.view(-1, grad.shape[-1]))
+        grad_factors = (grad_products * factors).view(-1, grad.shape[-1])  # left, right
+        grad_lin = grad_pre.index_add_(0, pair, grad_factors)
         return (
             weight.T @ grad_lin if needs[0] else None,
             grad_lin @ h.T if needs[1] else None,
