@@ -440,7 +440,8 @@ class EquivariantMLP(nn.Module):
                 bilinear,
                 block["gate"],
             )
-        out = F.linear(h.T, *params[self.head])
+        weight, bias = params[self.head]
+        out = torch.addmm(bias.unsqueeze(-1), weight, h).T.contiguous()
         return out.reshape(*x.shape[:-1], out.shape[-1])
 
 
