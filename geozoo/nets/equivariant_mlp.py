@@ -284,7 +284,7 @@ class _GatedBilinearBlock(torch.autograd.Function):
         folded = bilinear.folded_weight(bilinear_weight)
         factors = lin.index_select(0, bilinear.swapped_pair).view(2, -1, lin.shape[-1])
         products = factors[1] * factors[0]
-        pre = lin + torch.addmm(bilinear_bias.unsqueeze(-1), folded, products)
+        pre = torch.addmm(bilinear_bias.unsqueeze(-1), folded, products).add_(lin)
         gates = torch.sigmoid_(pre.index_select(0, gate.sigmoid_index))
         values = pre[: gate.size]
         ctx.save_for_backward(h, weight, folded, factors, products, values, gates)

@@ -87,9 +87,9 @@ class _HalfSquaredResiduals(torch.autograd.Function):
     @staticmethod
     def forward(ctx, matrix: Tensor, rows: Tensor, num_groups: int, *tensors: Tensor) -> Tensor:  # type: ignore[override]
         theta = torch.cat([t.reshape(-1) for t in tensors])
-        residual = theta.repeat(num_groups)
-        residual.index_add_(0, rows, torch.mv(matrix, theta), alpha=-1)
-        residual = residual.view(num_groups, -1)
+        residual = theta.expand(num_groups, -1).clone()
+        # rows are distinct: each entry gets theta - (P theta), exactly as a subtraction would
+        residual.view(-1).scatter_add_(0, rows, torch.mv(matrix, theta).neg_())
         ctx.save_for_backward(residual)
         ctx.shapes = [t.shape for t in tensors]
         return 0.5 * residual.square().sum(-1)
