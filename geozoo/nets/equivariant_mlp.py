@@ -334,6 +334,9 @@ class EquivariantMLP(nn.Module):
             ``mode`` is.  Kim et al.'s soft network (official code: ``SoftEMLP``) does this with
             the largest candidate group: only its linear layers are free and regularized, and the
             bilinear layers, equivariant to every candidate, never break a symmetry.
+        fused: run each block as one :class:`_GatedBilinearBlock` (fast, differentiable once);
+            ``False`` composes the block's modules through autograd (higher-order derivatives,
+            ``torch.func`` transforms).  The same map either way.
     """
 
     def __init__(
@@ -347,9 +350,11 @@ class EquivariantMLP(nn.Module):
         group: MatrixGroup | str | None = None,
         bilinear: Sequence[int] = (4, 4),
         bilinear_group: MatrixGroup | str | None = None,
+        fused: bool = True,
     ) -> None:
         super().__init__()
         self.rep_in, self.rep_out, self.dim = as_rep(rep_in), as_rep(rep_out), dim
+        self.fused = fused
         self.hidden = as_rep(hidden)
         self.mode = mode
         self.group_name = get_group(group).name if group is not None else None
@@ -430,6 +435,11 @@ class EquivariantMLP(nn.Module):
                 f"{tuple(x.shape)}"
             )
         params = self.effective_parameters()
+        if not self.fused:
+            for block in self.blocks:
+                lin = F.linear(x, *params[block["linear"]])
+                x = block["gate"](lin + block["bilinear"](lin, *params[block["bilinear"].linear]))
+            return F.linear(x, *params[self.head])
         h = x.reshape(-1, expected).T  # feature-major: see _GatedBilinearBlock
         for block in self.blocks:
             bilinear = block["bilinear"]

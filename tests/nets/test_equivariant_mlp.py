@@ -189,7 +189,8 @@ def _modules_forward(net: EquivariantMLP, x: torch.Tensor) -> torch.Tensor:
 @pytest.mark.parametrize("hidden", [(4, 3, 1), (5, 0, 0), (0, 2, 1)])
 def test_fused_blocks_are_the_modules_map_with_their_gradients(hidden) -> None:
     """float64: the fused blocks give the modules' outputs and the same gradients for every
-    parameter and the inputs (leading batch axes kept), and pass gradcheck."""
+    parameter and the inputs (leading batch axes kept), and pass gradcheck; they refuse a second
+    derivative, which ``fused=False`` (the same map) allows."""
     torch.manual_seed(0)
     net = EquivariantMLP([2, 2], [1, 1, 1], hidden=hidden, num_blocks=2, bilinear=(2, 2)).double()
     x = torch.randn(2, 3, 8, dtype=torch.float64, requires_grad=True)
@@ -204,3 +205,9 @@ def test_fused_blocks_are_the_modules_map_with_their_gradients(hidden) -> None:
         torch.testing.assert_close(g, r, rtol=1e-12, atol=1e-12)
     small = torch.randn(3, 8, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(net, (small,))
+    (g,) = torch.autograd.grad(net(small).sum(), small, create_graph=True)
+    with pytest.raises(RuntimeError, match="once_differentiable"):
+        g.sum().backward()
+    net.fused = False
+    torch.testing.assert_close(net(x), reference, rtol=1e-12, atol=1e-12)
+    assert torch.autograd.gradgradcheck(net, (small,))
