@@ -447,12 +447,17 @@ class MixedSymmetryRegularizer(Objective):
         """The strengths in ``dtype`` and as single values, converted again only when the
         strengths change (their version counter moves with every in-place update, including
         ``load_state_dict``; a DDP broadcast clears the cache)."""
-        key = (self.strengths._version, self.strengths.data_ptr(), dtype)
-        cached = self._strengths_cache
-        if cached is None or cached[0] != key:
-            cast = self.strengths.to(dtype)
-            cached = self._strengths_cache = (key, cast, cast.unbind())
-        return cached[1], cached[2]
+        strengths, cached = self.strengths, self._strengths_cache
+        # the buffer itself (not its address, which a new buffer may reuse), its version, dtype
+        if (
+            cached is None
+            or cached[0] is not strengths
+            or cached[1:3] != (strengths._version, dtype)
+        ):
+            cast = strengths.to(dtype)
+            cached = (strengths, strengths._version, dtype, cast, cast.unbind())
+            self._strengths_cache = cached
+        return cached[3], cached[4]
 
     def forward(self, ctx: StepContext) -> ObjectiveOutput:
         names = self.group_names
