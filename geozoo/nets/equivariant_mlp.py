@@ -32,6 +32,7 @@ from collections.abc import Iterator, Sequence
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
 
 from geozoo.groups import MatrixGroup, get_group
 from geozoo.groups.projection import (
@@ -224,6 +225,17 @@ class RepBilinear(nn.Module):
         self.register_buffer("upper", column_order[rows * n + cols], persistent=False)
         self.register_buffer("lower", column_order[cols * n + rows], persistent=False)
         self.register_buffer("off_diagonal", (rows != cols).float(), persistent=False)
+        # for the fused block (:class:`_GatedBilinearBlock`): both factors of the products in
+        # one gather (right ones first, so that each half is the gradient factor of the other
+        # half of ``pair``), and for every weight column the folded column its gradient is (each
+        # column is the upper or the off-diagonal lower entry of exactly one s_i s_j, i <= j)
+        unfold = torch.empty(n * n, dtype=torch.long)
+        pairs = torch.arange(len(rows))
+        unfold[self.upper] = pairs
+        unfold[self.lower[rows != cols]] = pairs[rows != cols]
+        self.register_buffer("pair", torch.cat([sub[rows], sub[cols]]), persistent=False)
+        self.register_buffer("swapped_pair", torch.cat([sub[cols], sub[rows]]), persistent=False)
+        self.register_buffer("unfold", unfold, persistent=False)
         with torch.no_grad():  # start small, as a correction to the linear path
             self.linear.weight.mul_(0.1)
 
@@ -244,6 +256,68 @@ class RepBilinear(nn.Module):
         return F.linear(products, self.folded_weight(weight), bias)
 
 
+class _GatedBilinearBlock(torch.autograd.Function):
+    """One block of :class:`EquivariantMLP`, ``h -> Gate(lin + Bilinear(lin))`` with
+    ``lin = W h + b``, on feature-major activations ``(features, batch)``, with a hand-written
+    backward pass.
+
+    The same map as the block's modules (:class:`RepLinear`, :class:`RepBilinear`,
+    :class:`GatedNonlinearity`; tests compare them) in far fewer operations, none of them
+    recorded by autograd: at the small widths of the soft-equivariance tasks a step costs what
+    its operations cost to dispatch and record more than their arithmetic.  Feature-major rows
+    make every gather (the products' factors, the gates) and its scatter in the backward pass a
+    copy of contiguous rows, where batch-major columns are strided.  Differentiable once.
+    """
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx,
+        h: Tensor,
+        weight: Tensor,
+        bias: Tensor,
+        bilinear_weight: Tensor,
+        bilinear_bias: Tensor,
+        bilinear: RepBilinear,
+        gate: GatedNonlinearity,
+    ) -> Tensor:
+        lin = torch.addmm(bias.unsqueeze(-1), weight, h)
+        folded = bilinear.folded_weight(bilinear_weight)
+        factors = lin.index_select(0, bilinear.swapped_pair).view(2, -1, lin.shape[-1])
+        products = factors[1] * factors[0]
+        pre = torch.addmm(bilinear_bias.unsqueeze(-1), folded, products).add_(lin)
+        gates = torch.sigmoid_(pre.index_select(0, gate.sigmoid_index))
+        values = pre[: gate.size]
+        ctx.save_for_backward(h, weight, folded, factors, products, values, gates)
+        ctx.indices = (bilinear.pair, bilinear.unfold, gate.sigmoid_index)
+        return values * gates
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: Tensor):  # type: ignore[override]
+        h, weight, folded, factors, products, values, gates = ctx.saved_tensors
+        pair, unfold, sigmoid_index = ctx.indices
+        size = values.shape[0]
+        grad_pre = grad.new_zeros(folded.shape[0], grad.shape[-1])
+        torch.mul(grad, gates, out=grad_pre[:size])
+        grad_gates = torch.ops.aten.sigmoid_backward(grad * values, gates)
+        grad_pre.index_add_(0, sigmoid_index, grad_gates)
+        needs = ctx.needs_input_grad
+        grad_folded = grad_pre @ products.T if needs[3] else None
+        grad_bilinear_bias = grad_pre.sum(-1) if needs[4] else None
+        grad_products = folded.T @ grad_pre
+        grad_factors = (grad_products * factors).view(-1, grad.shape[-1])  # left, right
+        grad_lin = grad_pre.index_add_(0, pair, grad_factors)
+        return (
+            weight.T @ grad_lin if needs[0] else None,
+            grad_lin @ h.T if needs[1] else None,
+            grad_lin.sum(-1) if needs[2] else None,
+            grad_folded.index_select(1, unfold) if needs[3] else None,
+            grad_bilinear_bias,
+            None,
+            None,
+        )
+
+
 class EquivariantMLP(nn.Module):
     """EMLP-shaped network on tensor representations (see the module docstring).
 
@@ -260,6 +334,9 @@ class EquivariantMLP(nn.Module):
             ``mode`` is.  Kim et al.'s soft network (official code: ``SoftEMLP``) does this with
             the largest candidate group: only its linear layers are free and regularized, and the
             bilinear layers, equivariant to every candidate, never break a symmetry.
+        fused: run each block as one :class:`_GatedBilinearBlock` (fast, differentiable once);
+            ``False`` composes the block's modules through autograd (higher-order derivatives,
+            ``torch.func`` transforms).  The same map either way.
     """
 
     def __init__(
@@ -273,9 +350,11 @@ class EquivariantMLP(nn.Module):
         group: MatrixGroup | str | None = None,
         bilinear: Sequence[int] = (4, 4),
         bilinear_group: MatrixGroup | str | None = None,
+        fused: bool = True,
     ) -> None:
         super().__init__()
         self.rep_in, self.rep_out, self.dim = as_rep(rep_in), as_rep(rep_out), dim
+        self.fused = fused
         self.hidden = as_rep(hidden)
         self.mode = mode
         self.group_name = get_group(group).name if group is not None else None
@@ -301,6 +380,7 @@ class EquivariantMLP(nn.Module):
             previous = self.hidden
         self.blocks = blocks
         self.head = RepLinear(previous, self.rep_out, dim, mode, group)
+        self._free = [m for m in self.modules() if isinstance(m, RepLinear) and m.mode == "free"]
         self._projected = [
             m for m in self.modules() if isinstance(m, RepLinear) and m.mode != "free"
         ]
@@ -321,11 +401,7 @@ class EquivariantMLP(nn.Module):
         """``(weight, bias)`` of every :class:`RepLinear`, as its ``effective_weight()`` and
         ``effective_bias()``, with all projections of the hard and RPP layers from one sparse
         product (one per layer and step would cost more than the layers themselves)."""
-        params = {
-            m: (m.weight, m.bias)
-            for m in self.modules()
-            if isinstance(m, RepLinear) and m.mode == "free"
-        }
+        params = {m: (m.weight, m.bias) for m in self._free}
         if self._projected:
             theta = torch.cat([t for m in self._projected for t in (m.weight.flatten(), m.bias)])
             matrix = self._projector(theta.dtype, theta.device)  # symmetric: its own transpose
@@ -359,10 +435,24 @@ class EquivariantMLP(nn.Module):
                 f"{tuple(x.shape)}"
             )
         params = self.effective_parameters()
+        if not self.fused:
+            for block in self.blocks:
+                lin = F.linear(x, *params[block["linear"]])
+                x = block["gate"](lin + block["bilinear"](lin, *params[block["bilinear"].linear]))
+            return F.linear(x, *params[self.head])
+        h = x.reshape(-1, expected).T  # feature-major: see _GatedBilinearBlock
         for block in self.blocks:
-            lin = F.linear(x, *params[block["linear"]])
-            x = block["gate"](lin + block["bilinear"](lin, *params[block["bilinear"].linear]))
-        return F.linear(x, *params[self.head])
+            bilinear = block["bilinear"]
+            h = _GatedBilinearBlock.apply(
+                h,
+                *params[block["linear"]],
+                *params[bilinear.linear],
+                bilinear,
+                block["gate"],
+            )
+        weight, bias = params[self.head]
+        out = torch.addmm(bias.unsqueeze(-1), weight, h).T.contiguous()
+        return out.reshape(*x.shape[:-1], out.shape[-1])
 
 
 class PlainMLP(nn.Module):

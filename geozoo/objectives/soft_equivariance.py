@@ -76,15 +76,20 @@ class _HalfSquaredResiduals(torch.autograd.Function):
     """``R_g = 1/2 ||theta - P_g theta||^2`` for every group from one sparse product, with
     ``theta`` the concatenation of ``tensors`` (flattened).
 
-    ``I - P_g`` is an orthogonal projector, so ``dR_g / dtheta = (I - P_g) theta``: the backward
-    pass reuses the residuals of the forward pass instead of a second (transposed) product, and
-    hands each tensor its slice of the gradient directly (no concatenation in the graph).
+    ``matrix`` holds only the rows of the stacked ``P_g`` that are not zero (most are: a weight
+    entry no equivariant map uses), ``rows`` their places in the stacked ``(P_g theta)_g``; the
+    residual is ``theta`` elsewhere.  ``I - P_g`` is an orthogonal projector, so
+    ``dR_g / dtheta = (I - P_g) theta``: the backward pass reuses the residuals of the forward
+    pass instead of a second (transposed) product, and hands each tensor its slice of the
+    gradient directly (no concatenation in the graph).
     """
 
     @staticmethod
-    def forward(ctx, matrix: Tensor, num_groups: int, *tensors: Tensor) -> Tensor:  # type: ignore[override]
+    def forward(ctx, matrix: Tensor, rows: Tensor, num_groups: int, *tensors: Tensor) -> Tensor:  # type: ignore[override]
         theta = torch.cat([t.reshape(-1) for t in tensors])
-        residual = theta - torch.mv(matrix, theta).reshape(num_groups, -1)
+        residual = theta.expand(num_groups, -1).clone()
+        # rows are distinct: each entry gets theta - (P theta), exactly as a subtraction would
+        residual.view(-1).scatter_add_(0, rows, torch.mv(matrix, theta).neg_())
         ctx.save_for_backward(residual)
         ctx.shapes = [t.shape for t in tensors]
         return 0.5 * residual.square().sum(-1)
@@ -93,7 +98,7 @@ class _HalfSquaredResiduals(torch.autograd.Function):
     def backward(ctx, grad: Tensor):  # type: ignore[override]
         (residual,) = ctx.saved_tensors
         pieces = (grad @ residual).split([shape.numel() for shape in ctx.shapes])
-        return None, None, *(p.view(shape) for p, shape in zip(pieces, ctx.shapes))
+        return None, None, None, *(p.view(shape) for p, shape in zip(pieces, ctx.shapes))
 
 
 class ProjectionPenaltyOperator:
@@ -131,15 +136,25 @@ class ProjectionPenaltyOperator:
         scale = [1.0 / max(self.size - r, 1.0) if normalize else 1.0 for r in ranks]
         self._scale64 = torch.tensor(scale, dtype=torch.float64)
         self.normalize = normalize
-        self._matrix64 = torch.cat(per_group, dim=0).coalesce()
-        self._cast: dict[tuple[torch.dtype, torch.device], tuple[Tensor, Tensor]] = {}
+        stacked = torch.cat(per_group, dim=0).coalesce()
+        # only the rows that are not zero enter the product (see _HalfSquaredResiduals)
+        self._rows, compressed = torch.unique(stacked.indices()[0], return_inverse=True)
+        self._matrix64 = torch.sparse_coo_tensor(
+            torch.stack([compressed, stacked.indices()[1]]),
+            stacked.values(),
+            (len(self._rows), self.size),
+            check_invariants=False,
+        ).coalesce()
+        self._cast: dict[tuple[torch.dtype, torch.device], tuple[Tensor, Tensor, Tensor]] = {}
 
-    def matrix(self, dtype: torch.dtype, device: torch.device) -> tuple[Tensor, Tensor]:
-        """The stacked projectors as a sparse CSR matrix, and the per-group scale factors."""
+    def matrix(self, dtype: torch.dtype, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
+        """The stacked projectors' non-zero rows as a sparse CSR matrix, the rows' places in the
+        stacked ``(P_g theta)_g``, and the per-group scale factors."""
         key = (dtype, device)
         if key not in self._cast:
             matrix = sparse_csr(self._matrix64, dtype, device)
-            self._cast[key] = (matrix, self._scale64.to(device=device, dtype=dtype))
+            scale = self._scale64.to(device=device, dtype=dtype)
+            self._cast[key] = (matrix, self._rows.to(device), scale)
         return self._cast[key]
 
     def parameters(self) -> list[Tensor]:
@@ -154,8 +169,8 @@ class ProjectionPenaltyOperator:
 
     def __call__(self) -> Tensor:
         tensors = self.parameters()
-        matrix, scale = self.matrix(tensors[0].dtype, tensors[0].device)
-        values = _HalfSquaredResiduals.apply(matrix, len(self.groups), *tensors)
+        matrix, rows, scale = self.matrix(tensors[0].dtype, tensors[0].device)
+        values = _HalfSquaredResiduals.apply(matrix, rows, len(self.groups), *tensors)
         return values * scale if self.normalize else values
 
 
@@ -398,6 +413,7 @@ class MixedSymmetryRegularizer(Objective):
         self.register_buffer("adjustments", torch.zeros((), dtype=torch.long))
         self.register_buffer("epoch_sum", torch.zeros(n, dtype=torch.float64))
         self.register_buffer("epoch_count", torch.zeros((), dtype=torch.float64))
+        self._strengths_cache: tuple | None = None
 
     @property
     def group_names(self) -> list[str]:
@@ -427,16 +443,35 @@ class MixedSymmetryRegularizer(Objective):
             ]
         )
 
+    def _strengths_as(self, dtype: torch.dtype) -> tuple[Tensor, tuple[Tensor, ...]]:
+        """The strengths in ``dtype`` and as single values, converted again only when the
+        strengths change (their version counter moves with every in-place update, including
+        ``load_state_dict``; a DDP broadcast clears the cache)."""
+        strengths, cached = self.strengths, self._strengths_cache
+        # the buffer itself (not its address, which a new buffer may reuse), its version, dtype
+        if (
+            cached is None
+            or cached[0] is not strengths
+            or cached[1:3] != (strengths._version, dtype)
+        ):
+            cast = strengths.to(dtype)
+            cached = (strengths, strengths._version, dtype, cast, cast.unbind())
+            self._strengths_cache = cached
+        return cached[3], cached[4]
+
     def forward(self, ctx: StepContext) -> ObjectiveOutput:
         names = self.group_names
-        logs = {f"strength_{n}": s for n, s in zip(names, self.strengths.float().unbind())}
+        strengths, singles = self._strengths_as(torch.float32)
+        logs = {f"strength_{n}": s for n, s in zip(names, singles)}
         if ctx.stage != "train":  # the regularizer only shapes training
             return ObjectiveOutput(ctx.outputs.new_zeros(()), logs)
         values = self.penalties(ctx)
         with torch.no_grad():
             self.epoch_sum += values.detach().to(self.epoch_sum)
             self.epoch_count += 1
-        loss = (self.strengths.to(values) * values).sum()
+        if values.dtype != torch.float32:
+            strengths = self._strengths_as(values.dtype)[0]
+        loss = (strengths * values).sum()
         logs.update({f"R_{n}": v for n, v in zip(names, values.detach().unbind())})
         return ObjectiveOutput(loss, logs)
 
@@ -464,6 +499,7 @@ class MixedSymmetryRegularizer(Objective):
             self._adjust()
         if distributed:
             dist.broadcast(self.strengths, src=0)
+            self._strengths_cache = None
 
     def target_strengths(self) -> Tensor:
         """``lambda0_g (R_min / R_g)^p`` from the windowed minima (zeros stay zero)."""

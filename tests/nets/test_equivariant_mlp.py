@@ -174,3 +174,40 @@ def test_fused_projections_match_the_layers_own(mode, bilinear_group) -> None:
     ref_grads = torch.autograd.grad(reference.square().sum(), list(net.parameters()))
     for g, r in zip(grads, ref_grads):
         torch.testing.assert_close(g, r, rtol=1e-5, atol=1e-6)
+
+
+def _modules_forward(net: EquivariantMLP, x: torch.Tensor) -> torch.Tensor:
+    """The network as its modules compose, batch-major and through autograd (the reference for
+    the fused feature-major blocks)."""
+    h = x
+    for block in net.blocks:
+        lin = block["linear"](h)
+        h = block["gate"](lin + block["bilinear"](lin))
+    return net.head(h)
+
+
+@pytest.mark.parametrize("hidden", [(4, 3, 1), (5, 0, 0), (0, 2, 1)])
+def test_fused_blocks_are_the_modules_map_with_their_gradients(hidden) -> None:
+    """float64: the fused blocks give the modules' outputs and the same gradients for every
+    parameter and the inputs (leading batch axes kept), and pass gradcheck; they refuse a second
+    derivative, which ``fused=False`` (the same map) allows."""
+    torch.manual_seed(0)
+    net = EquivariantMLP([2, 2], [1, 1, 1], hidden=hidden, num_blocks=2, bilinear=(2, 2)).double()
+    x = torch.randn(2, 3, 8, dtype=torch.float64, requires_grad=True)
+    out, reference = net(x), _modules_forward(net, x)
+    assert out.shape == (2, 3, 13)
+    torch.testing.assert_close(out, reference, rtol=1e-12, atol=1e-12)
+    target = torch.randn_like(out)
+    params = [x, *net.parameters()]
+    grads = torch.autograd.grad((out * target).sum(), params)
+    ref_grads = torch.autograd.grad((reference * target).sum(), params)
+    for g, r in zip(grads, ref_grads):
+        torch.testing.assert_close(g, r, rtol=1e-12, atol=1e-12)
+    small = torch.randn(3, 8, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(net, (small,))
+    (g,) = torch.autograd.grad(net(small).sum(), small, create_graph=True)
+    with pytest.raises(RuntimeError, match="once_differentiable"):
+        g.sum().backward()
+    net.fused = False
+    torch.testing.assert_close(net(x), reference, rtol=1e-12, atol=1e-12)
+    assert torch.autograd.gradgradcheck(net, (small,))

@@ -157,6 +157,16 @@ def test_mixed_regularizer_loss_logs_and_oneshot_rule() -> None:
     assert int(reg.adjustments) == 1
     state = reg.state_dict()  # strengths are checkpointed buffers
     assert {"strengths", "history", "epochs_seen"} <= set(state)
+    # the loss and the logs follow the strengths wherever they change (adjustment, loading)
+    penalties = projection_penalties(net, CANDIDATES).detach()
+    out = reg(_ctx(net, x))
+    torch.testing.assert_close(out.loss, (reg.strengths * penalties).sum())
+    assert float(out.logs["strength_o2_x"]) == float(reg.strengths[1])
+    state["strengths"] = torch.tensor([0.0, 5.0, 7.0], dtype=torch.float64)
+    reg.load_state_dict(state)
+    out = reg(_ctx(net, x))
+    torch.testing.assert_close(out.loss, (state["strengths"] * penalties).sum())
+    assert float(out.logs["strength_o2_z"]) == 7.0
 
 
 class _Toy(nn.Module):
