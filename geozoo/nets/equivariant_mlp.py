@@ -282,7 +282,7 @@ class _GatedBilinearBlock(torch.autograd.Function):
     ) -> Tensor:
         lin = torch.addmm(bias.unsqueeze(-1), weight, h)
         folded = bilinear.folded_weight(bilinear_weight)
-        factors = lin.index_select(0, bilinear.swapped_pair).view(2, -1, lin.shape[-1])
+        factors = lin.index_select(0, bilinear.swapped_pair).unflatten(0, (2, -1))
         products = factors[1] * factors[0]
         pre = torch.addmm(bilinear_bias.unsqueeze(-1), folded, products).add_(lin)
         gates = torch.sigmoid_(pre.index_select(0, gate.sigmoid_index))
@@ -305,7 +305,7 @@ class _GatedBilinearBlock(torch.autograd.Function):
         grad_folded = grad_pre @ products.T if needs[3] else None
         grad_bilinear_bias = grad_pre.sum(-1) if needs[4] else None
         grad_products = folded.T @ grad_pre
-        grad_factors = (grad_products * factors).view(-1, grad.shape[-1])  # left, right
+        grad_factors = (grad_products * factors).flatten(0, 1)  # left, right
         grad_lin = grad_pre.index_add_(0, pair, grad_factors)
         return (
             weight.T @ grad_lin if needs[0] else None,

@@ -211,3 +211,16 @@ def test_fused_blocks_are_the_modules_map_with_their_gradients(hidden) -> None:
     net.fused = False
     torch.testing.assert_close(net(x), reference, rtol=1e-12, atol=1e-12)
     assert torch.autograd.gradgradcheck(net, (small,))
+
+
+def test_fused_blocks_take_an_empty_batch() -> None:
+    """An empty batch (e.g. the last, empty shard of a split) gives an empty output and zero
+    gradients, as the modules' composition does."""
+    torch.manual_seed(0)
+    net = EquivariantMLP([2, 2], [1, 1, 1], hidden=(4, 3, 1), num_blocks=2, bilinear=(2, 2))
+    x = torch.zeros(0, 8, requires_grad=True)
+    out = net(x)
+    assert out.shape == (0, 13)
+    out.sum().backward()
+    assert x.grad.shape == (0, 8)
+    assert all(float(p.grad.abs().sum()) == 0.0 for p in net.parameters())
