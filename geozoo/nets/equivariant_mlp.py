@@ -336,7 +336,8 @@ class EquivariantMLP(nn.Module):
             bilinear layers, equivariant to every candidate, never break a symmetry.
         fused: run each block as one :class:`_GatedBilinearBlock` (fast, differentiable once);
             ``False`` composes the block's modules through autograd (higher-order derivatives,
-            ``torch.func`` transforms).  The same map either way.
+            ``torch.func`` transforms).  The same map either way; under autocast (mixed
+            precision) the modules are composed whatever ``fused`` is.
     """
 
     def __init__(
@@ -435,7 +436,9 @@ class EquivariantMLP(nn.Module):
                 f"{tuple(x.shape)}"
             )
         params = self.effective_parameters()
-        if not self.fused:
+        # under autocast the modules' operations run in mixed dtypes that only autograd's own
+        # backward casts back (the fused backward would multiply float32 by bfloat16)
+        if not self.fused or torch.is_autocast_enabled(x.device.type):
             for block in self.blocks:
                 lin = F.linear(x, *params[block["linear"]])
                 x = block["gate"](lin + block["bilinear"](lin, *params[block["bilinear"].linear]))

@@ -224,3 +224,21 @@ def test_fused_blocks_take_an_empty_batch() -> None:
     out.sum().backward()
     assert x.grad.shape == (0, 8)
     assert all(float(p.grad.abs().sum()) == 0.0 for p in net.parameters())
+
+
+def test_fused_network_trains_under_autocast() -> None:
+    """Mixed precision (Lightning's ``bf16-mixed``: CPU autocast to bfloat16) gives the modules'
+    outputs and float32 gradients, fused or not."""
+    torch.manual_seed(0)
+    net = EquivariantMLP([2, 2], [1, 1, 1], hidden=(4, 3, 1), num_blocks=2, bilinear=(2, 2))
+    x = torch.randn(5, 8)
+    grads = []
+    for fused in (False, True):
+        net.fused = fused
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = net(x)
+        assert out.dtype == torch.bfloat16
+        grads.append(torch.autograd.grad(out.float().square().sum(), list(net.parameters())))
+    for g, r in zip(*grads):
+        assert g.dtype == torch.float32
+        torch.testing.assert_close(g, r)
