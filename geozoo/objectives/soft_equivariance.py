@@ -456,7 +456,10 @@ class MixedSymmetryRegularizer(Objective):
         ):
             cast = strengths.to(dtype)
             cached = (strengths, strengths._version, dtype, cast, cast.unbind())
-            self._strengths_cache = cached
+            # not a cast made under inference mode (Lightning's validation, its sanity check
+            # before the first training step): autograd cannot save it for a training loss
+            if not torch.is_inference_mode_enabled():
+                self._strengths_cache = cached
         return cached[3], cached[4]
 
     def forward(self, ctx: StepContext) -> ObjectiveOutput:

@@ -169,6 +169,23 @@ def test_mixed_regularizer_loss_logs_and_oneshot_rule() -> None:
     assert float(out.logs["strength_o2_z"]) == 7.0
 
 
+def test_mixed_regularizer_trains_after_an_inference_mode_validation() -> None:
+    """Lightning validates under ``torch.inference_mode`` (its sanity check before the first
+    training step too): the strengths read there must not enter the training loss's graph."""
+    torch.manual_seed(0)
+    net = EquivariantMLP([1, 1], [0, 0, 1], hidden=(2, 1, 1), num_blocks=1, bilinear=(1, 1))
+    reg = MixedSymmetryRegularizer(CANDIDATES, init_strength=[1.0, 2.0, 3.0])
+    x = torch.randn(4, net.rep_in.size(3))
+    with torch.inference_mode():
+        logs = reg(_ctx(net, x, stage="val")).logs
+    assert float(logs["strength_o2_z"]) == 3.0
+    out = reg(_ctx(net, x))
+    out.loss.backward()
+    expected = (reg.strengths * projection_penalties(net, CANDIDATES).detach()).sum()
+    torch.testing.assert_close(out.loss.detach(), expected.float())
+    assert all(p.grad is not None for p in net.parameters())
+
+
 class _Toy(nn.Module):
     """One linear map R^3 -> R^3 (a RepLinear, so both regularizer forms apply)."""
 
