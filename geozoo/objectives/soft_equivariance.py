@@ -152,9 +152,12 @@ class ProjectionPenaltyOperator:
         stacked ``(P_g theta)_g``, and the per-group scale factors."""
         key = (dtype, device)
         if key not in self._cast:
-            matrix = sparse_csr(self._matrix64, dtype, device)
-            scale = self._scale64.to(device=device, dtype=dtype)
-            self._cast[key] = (matrix, self._rows.to(device), scale)
+            # normal tensors even on a first call under inference mode: the scale enters the
+            # graph of every later (training) call
+            with torch.inference_mode(False):
+                matrix = sparse_csr(self._matrix64, dtype, device)
+                scale = self._scale64.to(device=device, dtype=dtype)
+                self._cast[key] = (matrix, self._rows.to(device), scale)
         return self._cast[key]
 
     def parameters(self) -> list[Tensor]:

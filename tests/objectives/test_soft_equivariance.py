@@ -186,6 +186,19 @@ def test_mixed_regularizer_trains_after_an_inference_mode_validation() -> None:
     assert all(p.grad is not None for p in net.parameters())
 
 
+def test_normalized_penalties_train_after_an_inference_mode_call() -> None:
+    """The operator's cached matrix and scales, first built under ``torch.inference_mode``
+    (a validation-time log of ``R_g``), still enter a training step's graph."""
+    torch.manual_seed(0)
+    net = EquivariantMLP([1, 1], [0, 0, 1], hidden=(2, 1, 1), num_blocks=1, bilinear=(1, 1))
+    with torch.inference_mode():
+        logged = projection_penalties(net, CANDIDATES, normalize=True)
+    values = projection_penalties(net, CANDIDATES, normalize=True)
+    torch.testing.assert_close(values.detach(), logged.clone())
+    values.sum().backward()
+    assert all(p.grad is not None for p in net.parameters())
+
+
 class _Toy(nn.Module):
     """One linear map R^3 -> R^3 (a RepLinear, so both regularizer forms apply)."""
 
