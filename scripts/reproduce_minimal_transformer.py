@@ -265,6 +265,11 @@ def ablation(paths: list[Path]) -> tuple[list[dict[str, Any]], list[str]]:
     runs, commands = [], []
     for path in paths:
         saved = json.loads(Path(path).read_text())
+        if any("test_acc" not in r for r in saved["results"]):
+            raise ValueError(
+                f"--ablation steps by held-out accuracy, which {path} (`{saved['command']}`, a "
+                "--tune run?) does not have: give the --json of a run without --tune"
+            )
         runs += saved["results"]
         commands.append(saved["command"].strip())
     trained = {r["variant"] for r in runs}

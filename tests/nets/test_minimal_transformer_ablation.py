@@ -126,6 +126,17 @@ def test_ablation_table_orders_rows_from_full_to_minimal(script, tmp_path, monke
     assert rows[4].endswith("| 90.00 ± 0.00 | -3.00 ± 0.58 |")
 
 
+def test_ablation_refuses_runs_without_held_out_accuracy(script, tmp_path):
+    # a --tune run leaves the held-out digits out; the steps between rows need them
+    description = "no MLP, W_QK = T T^T, W_V, W_O, 4 heads"
+    runs = [_run(name, description, 1, s, 90.0) for name in script.ENTRIES for s in (0, 1)]
+    del runs[-1]["test_acc"]
+    path = tmp_path / "tuned.json"
+    path.write_text(json.dumps({"command": "tune it", "results": runs}))
+    with pytest.raises(ValueError, match=r"held-out accuracy, which .*tuned.json \(`tune it`"):
+        script.ablation([path])
+
+
 def test_published_fit_evaluates_the_published_seed(script, monkeypatch):
     from torch.utils.data import DataLoader, Subset
 
