@@ -129,9 +129,10 @@ class AffConvNet(nn.Module):
         pose = poses[canonicalize]
         if canvas is not None and pose not in ("scalar", "full"):
             raise ValueError(
-                "canvas needs a pose that fixes the digit's spread (canonicalize='group' with a "
-                f"scale-normalising group such as gl2 or rs2), got canonicalize={canonicalize!r} "
-                f"with group {group!r}"
+                f"canvas={canvas!r} needs a pose that fixes the digit's spread "
+                "(canonicalize='group' with a scale-normalising group such as gl2 or rs2), got "
+                f"canonicalize={canonicalize!r} with group {group!r}; pass canvas=None to see "
+                "the input frame"
             )
         size = None if canvas is None else tuple(canvas)
         self.canonicalize = None if pose is None else MomentCanonicalization(pose, size=size)

@@ -126,5 +126,13 @@ def test_smaller_canvas_keeps_shift_invariance_and_shrinks_the_trunk(shift):
 def test_canvas_needs_a_pose_that_fixes_the_spread(kwargs, named):
     """A smaller canvas could crop a digit whose spread the pose leaves free (translation only,
     or SL(2)'s area-keeping pose)."""
-    with pytest.raises(ValueError, match=f"canvas needs a pose that fixes.*{named}"):
+    with pytest.raises(ValueError, match=f"canvas=\\(28, 28\\) needs a pose that fixes.*{named}"):
         create_model("affconv_gl2_mnist", canvas=(28, 28), **kwargs)
+
+
+def test_turning_canonicalization_off_names_the_default_canvas():
+    """The entry's builder puts the digit on a 28x28 canvas by default: a user who turns the
+    pose off is told which canvas the builder chose and how to drop it."""
+    with pytest.raises(ValueError, match=r"canvas=\(28, 28\) .*canonicalize=None.*canvas=None"):
+        create_model("affconv_gl2_mnist", canonicalize=None)
+    create_model("affconv_gl2_mnist", canonicalize=None, canvas=None)
