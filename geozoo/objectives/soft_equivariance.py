@@ -416,7 +416,6 @@ class MixedSymmetryRegularizer(Objective):
         self.register_buffer("adjustments", torch.zeros((), dtype=torch.long))
         self.register_buffer("epoch_sum", torch.zeros(n, dtype=torch.float64))
         self.register_buffer("epoch_count", torch.zeros((), dtype=torch.float64))
-        self._strengths_cache: tuple | None = None
 
     @property
     def group_names(self) -> list[str]:
@@ -446,38 +445,16 @@ class MixedSymmetryRegularizer(Objective):
             ]
         )
 
-    def _strengths_as(self, dtype: torch.dtype) -> tuple[Tensor, tuple[Tensor, ...]]:
-        """The strengths in ``dtype`` and as single values, converted again only when the
-        strengths change (their version counter moves with every in-place update, including
-        ``load_state_dict``; a DDP broadcast clears the cache)."""
-        strengths, cached = self.strengths, self._strengths_cache
-        # the buffer itself (not its address, which a new buffer may reuse), its version, dtype
-        if (
-            cached is None
-            or cached[0] is not strengths
-            or cached[1:3] != (strengths._version, dtype)
-        ):
-            cast = strengths.to(dtype)
-            cached = (strengths, strengths._version, dtype, cast, cast.unbind())
-            # not a cast made under inference mode (Lightning's validation, its sanity check
-            # before the first training step): autograd cannot save it for a training loss
-            if not torch.is_inference_mode_enabled():
-                self._strengths_cache = cached
-        return cached[3], cached[4]
-
     def forward(self, ctx: StepContext) -> ObjectiveOutput:
         names = self.group_names
-        strengths, singles = self._strengths_as(torch.float32)
-        logs = {f"strength_{n}": s for n, s in zip(names, singles)}
+        logs = {f"strength_{n}": s for n, s in zip(names, self.strengths.float().unbind())}
         if ctx.stage != "train":  # the regularizer only shapes training
             return ObjectiveOutput(ctx.outputs.new_zeros(()), logs)
         values = self.penalties(ctx)
         with torch.no_grad():
             self.epoch_sum += values.detach().to(self.epoch_sum)
             self.epoch_count += 1
-        if values.dtype != torch.float32:
-            strengths = self._strengths_as(values.dtype)[0]
-        loss = (strengths * values).sum()
+        loss = (self.strengths.to(values) * values).sum()
         logs.update({f"R_{n}": v for n, v in zip(names, values.detach().unbind())})
         return ObjectiveOutput(loss, logs)
 
@@ -505,7 +482,6 @@ class MixedSymmetryRegularizer(Objective):
             self._adjust()
         if distributed:
             dist.broadcast(self.strengths, src=0)
-            self._strengths_cache = None
 
     def target_strengths(self) -> Tensor:
         """``lambda0_g (R_min / R_g)^p`` from the windowed minima (zeros stay zero)."""
