@@ -9,7 +9,7 @@ minimal model's recipe and its network's attention options (read off the variant
 the command line, so that all variants share data, augmentation, optimiser, schedule and seeds.
 The script prints parameter counts and the accuracy on the clean training digits, on the 400
 validation digits and on the 1,000 held-out test digits (mean +- std over seeds) and, with
-``--write-docs``, replaces the table in docs/minimal_transformer.md.
+``--write-docs``, replaces the table in docs/minimal_transformer.md (and its copy in README.md).
 
     python scripts/reproduce_minimal_transformer.py          # the two zoo entries, 3 seeds
     python scripts/reproduce_minimal_transformer.py --variants symformer_nomlp_mnist ...
@@ -68,6 +68,7 @@ VARIANTS = (  # full to minimal: the row order of the ablation table
 ENTRIES = ("vit_tiny_mnist", "symformer_min_mnist")
 SHARED_RECIPE = "symformer_min_mnist"  # the recipe of variants without one of their own
 DOC = Path(__file__).resolve().parents[1] / "docs" / "minimal_transformer.md"
+README = DOC.parents[1] / "README.md"  # carries a copy of the entries' table (BEGIN block)
 BEGIN, END = "<!-- reproduce_minimal_transformer: begin -->", "<!-- end -->"
 ABLATION_BEGIN = "<!-- reproduce_minimal_transformer --ablation: begin -->"
 
@@ -270,6 +271,14 @@ def ablation(paths: list[Path]) -> tuple[list[dict[str, Any]], list[str]]:
                 f"--ablation steps by held-out accuracy, which {path} (`{saved['command']}`, a "
                 "--tune run?) does not have: give the --json of a run without --tune"
             )
+        for run in saved["results"]:
+            built = sum(p.numel() for p in create_model(run["variant"]).parameters())
+            if run["params"] != built:
+                raise ValueError(
+                    f"{path} trained {run['variant']} with {run['params']:,} parameters, but its "
+                    f"builder now makes {built:,}: the run is of an older architecture (e.g. the "
+                    "patch stem), so its accuracy says nothing about today's; rerun the variant"
+                )
         runs += saved["results"]
         commands.append(saved["command"].strip())
     trained = {r["variant"] for r in runs}
@@ -320,7 +329,9 @@ def main(argv: list[str] | None = None) -> int:
         help="print the ablation table: the entries' cards and the variants of earlier --json runs",
     )
     parser.add_argument(
-        "--write-docs", action="store_true", help="replace the table in docs/minimal_transformer.md"
+        "--write-docs",
+        action="store_true",
+        help="replace the table in docs/minimal_transformer.md (the entries' also in README.md)",
     )
     args = parser.parse_args(argv)
     if sum(map(bool, (args.cards, args.table_only, args.ablation))) > 1:
@@ -407,8 +418,10 @@ def main(argv: list[str] | None = None) -> int:
     setup = f"{gap(results)} {setup}".strip()
     print(f"\n{text}\n\n{setup}")
     if args.write_docs:
-        write_docs(f"{text}\n\n{setup}", begin=ABLATION_BEGIN if args.ablation else BEGIN)
-        print(f"\nwrote the table into {DOC}")
+        begin = ABLATION_BEGIN if args.ablation else BEGIN
+        for path in (DOC,) if args.ablation else (DOC, README):
+            write_docs(f"{text}\n\n{setup}", path, begin=begin)
+            print(f"\nwrote the table into {path}")
     return 0
 
 

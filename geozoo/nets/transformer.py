@@ -4,19 +4,20 @@ The variants follow Bermeitinger et al., "Reducing the Transformer Architecture 
 (2024, arXiv 2410.13732): each encoder block is a
 :class:`~geozoo.nn.attention.ReducedTransformerBlock` whose MLP, query/key, similarity and
 value/output parts are chosen independently. Registered builders (all for 28x28 MNIST digits,
-4x4 patches, width 64 and depth 6 unless the name says otherwise):
+a convolutional stem of two 3x3 stride-2 convolutions (1 -> 8 -> 64 channels, 49 tokens like 4x4
+patches), width 64 and depth 6 unless the name says otherwise):
 
 ================================  =====  ==========  ==========  =========  =====  ==========
 name                              MLP    qk          similarity  vo         heads  parameters
 ================================  =====  ==========  ==========  =========  =====  ==========
-``vit_tiny_mnist``                yes    separate    general     separate   4      303,498
-``symformer_nomlp_mnist``         no     separate    general     separate   4      104,202
-``symformer_symvo_mnist``         no     collapsed   symmetric   separate   4      104,970
-``symformer_wqk_mnist``           no     collapsed   general     collapsed  1      55,050
-``symformer_sym_mnist``           no     collapsed   symmetric   collapsed  1      42,954
-``symformer_wqk_novo_mnist``      no     collapsed   general     none       1      30,474
-``symformer_min1h_mnist``         no     collapsed   symmetric   none       1      18,378
-``symformer_min_mnist``           no     collapsed   symmetric   none       4      55,818
+``vit_tiny_mnist``                yes    separate    general     separate   4      307,162
+``symformer_nomlp_mnist``         no     separate    general     separate   4      107,866
+``symformer_symvo_mnist``         no     collapsed   symmetric   separate   4      108,634
+``symformer_wqk_mnist``           no     collapsed   general     collapsed  1      58,714
+``symformer_sym_mnist``           no     collapsed   symmetric   collapsed  1      46,618
+``symformer_wqk_novo_mnist``      no     collapsed   general     none       1      34,138
+``symformer_min1h_mnist``         no     collapsed   symmetric   none       1      22,042
+``symformer_min_mnist``           no     collapsed   symmetric   none       4      59,482
 ================================  =====  ==========  ==========  =========  =====  ==========
 
 The variants with a collapsed ``W^VO`` use one head, as in the paper: with ``H`` heads a
@@ -24,14 +25,15 @@ collapsed ``W^QK`` or ``W^VO`` costs ``H N^2`` instead of ``2 N^2`` and stops pa
 Without ``W^V``/``W^O`` several heads still make sense (each head mixes its own block of
 channels with its own attention), and on the 3,600 offline MNIST training digits the 4-head
 minimal model fits and generalises clearly better than the single-head one (see
-docs/minimal_transformer.md), at 18% of the full model's parameters; ``symformer_min1h_mnist`` is
+docs/minimal_transformer.md), at 19% of the full model's parameters; ``symformer_min1h_mnist`` is
 the paper's single-head minimal model. ``vit_tiny_cifar10`` and ``symformer_min_cifar10`` are the
-two ends for 32x32 RGB CIFAR-10 images.
+two ends for 32x32 RGB CIFAR-10 images (4x4 patches).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -61,25 +63,36 @@ MNIST_MEAN, MNIST_STD = (0.1307,), (0.3081,)
 CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 
 Pool = Literal["cls", "mean"]
+Stem = Literal["patch", "conv"]
 
 
 class PatchTransformer(nn.Module):
     r"""Vision transformer: non-overlapping patches -> tokens -> reduced encoder blocks -> head.
 
-    An image of shape ``(C, H, W)`` in [0, 1] is normalised inside the model, cut into
-    ``L = (H/p)(W/p)`` patches of ``p x p`` pixels, each patch linearly embedded to width ``N``
-    (a stride-``p`` convolution), optionally preceded by a learned class token and added to
-    learned position embeddings, passed through ``depth`` pre-norm
+    An image of shape ``(C, H, W)`` in [0, 1] is normalised inside the model, turned into
+    ``L = (H/p)(W/p)`` tokens of width ``N`` by the stem, optionally preceded by a learned class
+    token and added to learned position embeddings, passed through ``depth`` pre-norm
     :class:`~geozoo.nn.attention.ReducedTransformerBlock` s, layer-normalised, pooled (class
     token or mean over tokens) and classified by a linear head.
 
+    Two stems make the same ``L`` tokens:
+
+    * ``"patch"``: each ``p x p`` patch linearly embedded (a stride-``p`` convolution), as in
+      ViT (Dosovitskiy et al., ICLR 2021, eq. 1);
+    * ``"conv"``: ``log2(p)`` 3x3 stride-2 convolutions with ReLUs between them, ``C -> c -> ...
+      -> c -> N`` channels for ``c = stem_channels``: the convolutional stem of Xiao et al.,
+      "Early Convolutions Help Transformers See Better" (NeurIPS 2021), which makes small ViTs
+      train far more easily on little data. ``p`` must be a power of two.
+
     Parameter count (see :meth:`parameter_count`), with ``L' = L + [cls]`` and ``K`` classes::
 
-        C p^2 N + N  (patch embedding)  + [cls] N  + [pos] L' N
+        S  (stem: C p^2 N + N for patches; sum of 9 c_in c_out + c_out over the convolutions)
+        + [cls] N  + [pos] L' N
         + depth * P_block  + 2N (final norm)  + N K + K (head)
 
-    Without position embeddings the network is invariant to permutations of the patches, since
-    each block is permutation-equivariant and both poolings are symmetric functions.
+    With the patch stem and without position embeddings the network is invariant to
+    permutations of the patches, since each block is permutation-equivariant and both poolings
+    are symmetric functions (the convolutional stem's windows straddle patch borders).
 
     Args:
         in_channels: image channels ``C``.
@@ -93,6 +106,8 @@ class PatchTransformer(nn.Module):
         dropout: dropout inside the blocks.
         pool: ``"cls"`` (a learned class token) or ``"mean"`` (average of the tokens).
         pos_embed: learned absolute position embeddings.
+        stem: ``"patch"`` (linear patch embedding) or ``"conv"`` (convolutional stem).
+        stem_channels: hidden channels ``c`` of the convolutional stem (unused for patches).
         mean, std: per-channel normalisation applied to the input.
     """
 
@@ -113,6 +128,8 @@ class PatchTransformer(nn.Module):
         dropout: float = 0.0,
         pool: Pool = "cls",
         pos_embed: bool = True,
+        stem: Stem = "patch",
+        stem_channels: int = 8,
         mean: Sequence[float] = MNIST_MEAN,
         std: Sequence[float] = MNIST_STD,
     ) -> None:
@@ -127,6 +144,7 @@ class PatchTransformer(nn.Module):
             raise ValueError(f"pool must be 'cls' or 'mean', got {pool!r}")
         if depth < 1:
             raise ValueError(f"depth must be at least 1, got {depth}")
+        _check_stem(stem, patch_size, stem_channels)
         if len(mean) != in_channels or len(std) != in_channels:
             raise ValueError(
                 f"mean and std need one value per channel ({in_channels}), got "
@@ -138,7 +156,12 @@ class PatchTransformer(nn.Module):
         self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1), persistent=False)
 
-        self.patch_embed = nn.Conv2d(in_channels, dim, patch_size, stride=patch_size)
+        self.stem, self.stem_channels = stem, stem_channels
+        self.patch_embed = (
+            nn.Conv2d(in_channels, dim, patch_size, stride=patch_size)
+            if stem == "patch"
+            else _conv_stem(_conv_stem_channels(in_channels, dim, patch_size, stem_channels))
+        )
         self.cls_token = nn.Parameter(torch.zeros(1, 1, dim)) if pool == "cls" else None
         tokens = self.num_patches + (pool == "cls")
         self.pos_embed = nn.Parameter(torch.zeros(1, tokens, dim)) if pos_embed else None
@@ -168,6 +191,8 @@ class PatchTransformer(nn.Module):
         mlp_ratio: float = 4.0,
         pool: Pool = "cls",
         pos_embed: bool = True,
+        stem: Stem = "patch",
+        stem_channels: int = 8,
         **_: Any,
     ) -> int:
         """Closed-form parameter count (formula in the class docstring); extra keyword
@@ -177,9 +202,13 @@ class PatchTransformer(nn.Module):
         block = ReducedTransformerBlock.parameter_count(
             n, heads, qk, similarity, vo, mlp, mlp_ratio
         )
+        if stem == "patch":
+            stem_params = in_channels * patch_size**2 * n + n
+        else:
+            chain = _conv_stem_channels(in_channels, n, patch_size, stem_channels)
+            stem_params = sum(9 * a * b + b for a, b in itertools.pairwise(chain))
         return (
-            in_channels * patch_size**2 * n
-            + n
+            stem_params
             + (pool == "cls") * n
             + pos_embed * tokens * n
             + depth * block
@@ -210,12 +239,42 @@ class PatchTransformer(nn.Module):
         return self.head(self.features(x))
 
 
+def _check_stem(stem: str, patch_size: int, stem_channels: int) -> None:
+    if stem not in ("patch", "conv"):
+        raise ValueError(f"stem must be 'patch' or 'conv', got {stem!r}")
+    if stem == "conv":
+        if patch_size < 2 or patch_size & (patch_size - 1):
+            raise ValueError(
+                "stem='conv' halves the image log2(patch_size) times, so patch_size must be a "
+                f"power of two >= 2, got {patch_size}"
+            )
+        if stem_channels < 1:
+            raise ValueError(f"stem_channels must be at least 1, got {stem_channels}")
+
+
+def _conv_stem_channels(in_channels: int, dim: int, patch_size: int, hidden: int) -> list[int]:
+    """Channels ``C, c, ..., c, N`` of the ``log2(patch_size)`` stride-2 convolutions."""
+    steps = patch_size.bit_length() - 1
+    return [in_channels] + [hidden] * (steps - 1) + [dim]
+
+
+def _conv_stem(channels: list[int]) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for i, (c_in, c_out) in enumerate(itertools.pairwise(channels)):
+        if i:
+            layers.append(nn.ReLU())
+        layers.append(nn.Conv2d(c_in, c_out, 3, stride=2, padding=1))
+    return nn.Sequential(*layers)
+
+
 def _mnist(**kwargs: Any) -> dict[str, Any]:
     return {
         "in_channels": 1,
         "num_classes": 10,
         "input_size": (28, 28),
         "patch_size": 4,
+        "stem": "conv",
+        "stem_channels": 8,
         "dim": 64,
         "depth": 6,
         "mean": MNIST_MEAN,
@@ -249,8 +308,9 @@ MNIST_ENTRY = dataclasses.replace(
         "+-2 pixels; `MNISTDataModule(train_augment='jitter')`), AdamW (weight decay 0.01) with a "
         "one-cycle schedule (warm-up over 10% of the steps to lr 0.004, then cosine), 20 epochs "
         "of batch 64, no label smoothing (configs/NAME.yaml). `vit_tiny_mnist` and "
-        "`symformer_min_mnist` share this recipe and their stem (4x4 patches, width 64, depth 6, "
-        "4 heads); only the attention blocks differ. Speed is not recorded on cards: "
+        "`symformer_min_mnist` share this recipe and their stem (two 3x3 stride-2 convolutions, "
+        "1 -> 8 -> 64 channels, 49 tokens; width 64, depth 6, 4 heads); only the attention "
+        "blocks differ. Speed is not recorded on cards: "
         "`python scripts/bench_transformer.py` compares the two models in one run. See "
         "docs/minimal_transformer.md."
     ),
@@ -269,7 +329,8 @@ MINIMAL: dict[str, Any] = {
 
 @register_model(pretrained_cfg=MNIST_ENTRY)
 def vit_tiny_mnist(**kwargs: Any) -> PatchTransformer:
-    """Full ViT baseline for 28x28 MNIST: 4x4 patches, width 64, depth 6, 4 heads, MLP ratio 4."""
+    """Full ViT baseline for 28x28 MNIST: a convolutional stem (two 3x3 stride-2 convolutions,
+    49 tokens), width 64, depth 6, 4 heads, MLP ratio 4."""
     return PatchTransformer(**_mnist(**{**FULL, "mlp": True, **kwargs}))
 
 

@@ -107,7 +107,7 @@ def test_ablation_table_orders_rows_from_full_to_minimal(script, tmp_path, monke
     )
     symvo = "no MLP, W_QK = T T^T, W_V, W_O, 4 heads"
     path = tmp_path / "symvo.json"
-    runs = [_run("symformer_symvo_mnist", symvo, 104_970, s, 92.0 + s) for s in (0, 1, 2)]
+    runs = [_run("symformer_symvo_mnist", symvo, 108_634, s, 92.0 + s) for s in (0, 1, 2)]
     path.write_text(json.dumps({"command": "train symvo", "results": runs}))
     results, commands = script.ablation([path])
     assert commands == ["train symvo"]
@@ -134,6 +134,16 @@ def test_ablation_refuses_runs_without_held_out_accuracy(script, tmp_path):
     path = tmp_path / "tuned.json"
     path.write_text(json.dumps({"command": "tune it", "results": runs}))
     with pytest.raises(ValueError, match=r"held-out accuracy, which .*tuned.json \(`tune it`"):
+        script.ablation([path])
+
+
+def test_ablation_refuses_runs_of_an_older_architecture(script, tmp_path):
+    # 104,970 parameters: symvo with the 4x4 patch stem, before the convolutional stem
+    symvo = "no MLP, W_QK = T T^T, W_V, W_O, 4 heads"
+    path = tmp_path / "old.json"
+    runs = [_run("symformer_symvo_mnist", symvo, 104_970, s, 92.0) for s in (0, 1, 2)]
+    path.write_text(json.dumps({"command": "train symvo", "results": runs}))
+    with pytest.raises(ValueError, match=r"104,970 parameters, but its builder now makes 108,634"):
         script.ablation([path])
 
 

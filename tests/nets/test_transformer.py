@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
 
@@ -43,6 +45,8 @@ def test_parameter_count_matches_formula(name):
         "depth": model.depth,
         "pool": model.pool,
         "pos_embed": model.pos_embed is not None,
+        "stem": model.stem,
+        "stem_channels": model.stem_channels,
     }
     block = model.blocks[0]
     attn = block.attn
@@ -52,9 +56,10 @@ def test_parameter_count_matches_formula(name):
 
 
 def test_full_and_minimal_counts_written_out():
-    # Hand-derived for N=64, depth 6, 49 patches of 4x4, CLS token, 10 classes.
+    # Hand-derived for N=64, depth 6, a 1 -> 8 -> 64 stem of 3x3 convolutions (49 tokens),
+    # CLS token, 10 classes.
     n, depth, tokens = 64, 6, 50
-    stem = 16 * n + n + n + tokens * n
+    stem = (9 * 8 + 8) + (9 * 8 * n + n) + n + tokens * n
     tail = 2 * n + n * 10 + 10
     full_block = 4 * n * n + (2 * 4 * n * n + 4 * n + n) + 4 * n
     min_block = lambda heads: heads * n * (n + 1) // 2 + 2 * n  # noqa: E731
@@ -114,8 +119,9 @@ def _permute_patches(x: torch.Tensor, patch: int, perm: torch.Tensor) -> torch.T
 @pytest.mark.parametrize("name", ["vit_tiny_mnist", "symformer_min_mnist", "symformer_sym_mnist"])
 @pytest.mark.parametrize("pool", ["cls", "mean"])
 def test_patch_permutation_without_positions(name, pool):
+    # the patch stem sees each patch alone; the convolutional stem's 3x3 windows straddle patches
     torch.manual_seed(1)
-    model = create_model(name, pos_embed=False, pool=pool, **SMALL).double().eval()
+    model = create_model(name, pos_embed=False, pool=pool, stem="patch", **SMALL).double().eval()
     x = torch.rand(3, 1, 28, 28, dtype=torch.float64)
     patch, n = model.patch_size, model.num_patches
     perm = torch.randperm(n)
@@ -142,6 +148,22 @@ def test_position_embeddings_break_permutation_invariance():
     assert (model(xp) - model(x)).abs().max() > 1e-6
 
 
+@pytest.mark.parametrize("patch_size, convs", [(2, 1), (4, 2), (8, 3)])
+def test_conv_stem_makes_the_patch_stems_tokens(patch_size, convs):
+    conv = PatchTransformer(input_size=(32, 32), patch_size=patch_size, stem="conv", **SMALL)
+    patch = PatchTransformer(input_size=(32, 32), patch_size=patch_size, **SMALL)
+    x = torch.rand(3, 1, 32, 32)
+    assert conv.tokens(x).shape == patch.tokens(x).shape
+    convolutions = [m for m in conv.patch_embed.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [(c.kernel_size, c.stride) for c in convolutions] == [((3, 3), (2, 2))] * convs
+    # hand count: 1 -> 8 -> ... -> 8 -> 16 channels, 3x3 kernels with biases
+    chain = [1] + [8] * (convs - 1) + [16]
+    stem = sum(9 * a * b + b for a, b in itertools.pairwise(chain))
+    assert _count(conv) - _count(patch) == stem - (patch_size**2 * 16 + 16)
+    args = {"input_size": (32, 32), "patch_size": patch_size, "stem": "conv", **SMALL}
+    assert PatchTransformer.parameter_count(**args) == _count(conv)
+
+
 def test_bad_input_and_arguments():
     model = create_model("symformer_min_mnist", **SMALL)
     with pytest.raises(ValueError, match=r"expected images of shape \(N, 1, 28, 28\)"):
@@ -150,6 +172,10 @@ def test_bad_input_and_arguments():
         PatchTransformer(input_size=(30, 28), patch_size=7)
     with pytest.raises(ValueError, match="one value per channel"):
         PatchTransformer(in_channels=3)
+    with pytest.raises(ValueError, match="power of two >= 2, got 7"):
+        PatchTransformer(patch_size=7, stem="conv")
+    with pytest.raises(ValueError, match="stem must be 'patch' or 'conv', got 'cnn'"):
+        PatchTransformer(patch_size=4, stem="cnn")
 
 
 def test_short_training_lowers_the_loss():
