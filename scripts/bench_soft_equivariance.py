@@ -35,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from reproduce_soft_equivariance import (
     TASKS,
     make_data,
+    make_optimizer,
     make_task,
     make_trainer,
     protocol_for,
@@ -83,7 +84,7 @@ def bare_seconds_per_step(task: str, protocol: str, epochs: int, warmup: int) ->
     data.setup()
     x, y = data.splits["train"].tensors
     net = PlainMLP(data.rep_in, data.rep_out, width=proto.mlp_width)
-    opt = torch.optim.Adam(net.parameters(), lr=proto.lr, weight_decay=proto.weight_decay)
+    opt = make_optimizer(proto)(net.parameters())
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=proto.epochs)
     step, start = 0, None
     for _ in range(epochs):

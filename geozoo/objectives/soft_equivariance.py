@@ -478,16 +478,17 @@ class MixedSymmetryRegularizer(Objective):
 
     def forward(self, ctx: StepContext) -> ObjectiveOutput:
         names = self.group_names
-        logs = {f"strength_{n}": s for n, s in zip(names, self.strengths.float().unbind())}
         if ctx.stage != "train":  # the regularizer only shapes training
+            logs = {f"strength_{n}": s for n, s in zip(names, self.strengths.float().unbind())}
             return ObjectiveOutput(ctx.outputs.new_zeros(()), logs)
         values = self.penalties(ctx)
-        with torch.no_grad():
-            self.epoch_sum += values.detach().to(self.epoch_sum)
-            self.epoch_count += 1
-        loss = (self.strengths.to(values) * values).sum()
-        logs.update({f"R_{n}": v for n, v in zip(names, values.detach().unbind())})
-        return ObjectiveOutput(loss, logs)
+        strengths, detached = self.strengths.to(values), values.detach()
+        # in place: `self.epoch_sum += ...` would pass through nn.Module.__setattr__ every step
+        self.epoch_sum.add_(detached)
+        self.epoch_count.add_(1)
+        logs = {f"strength_{n}": s for n, s in zip(names, strengths.float().unbind())}
+        logs.update({f"R_{n}": v for n, v in zip(names, detached.unbind())})
+        return ObjectiveOutput(torch.dot(strengths, values), logs)
 
     # -- strength tuning --------------------------------------------------------------------
     @torch.no_grad()
