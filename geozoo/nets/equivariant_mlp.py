@@ -244,8 +244,9 @@ class RepBilinear(nn.Module):
         diagonal) of ``weight`` (default: the layer's effective weight)."""
         if weight is None:
             weight = self.linear.effective_weight()
-        lower = weight.index_select(1, self.lower) * self.off_diagonal.to(weight.dtype)
-        return weight.index_select(1, self.upper) + lower
+        lower = weight.index_select(1, self.lower)
+        off_diagonal = self.off_diagonal.to(weight.dtype)
+        return torch.addcmul(weight.index_select(1, self.upper), lower, off_diagonal)
 
     def forward(
         self, x: Tensor, weight: Tensor | None = None, bias: Tensor | None = None

@@ -494,18 +494,21 @@ class MixedSymmetryRegularizer(Objective):
     @torch.no_grad()
     def on_train_epoch_end(self, task: object = None) -> None:
         """Record the epoch mean of each ``R_g`` (summed over DDP ranks) and adjust strengths."""
-        sums, count = self.epoch_sum.clone(), self.epoch_count.clone()
+        sums, count = self.epoch_sum, self.epoch_count
         distributed = dist.is_available() and dist.is_initialized()
         if distributed:
+            sums, count = sums.clone(), count.clone()
             dist.all_reduce(sums)
             dist.all_reduce(count)
+        steps = float(count)
+        if steps > 0:
+            self.history.copy_(torch.roll(self.history, -1, dims=0))
+            self.history[-1] = sums / steps
         self.epoch_sum.zero_()
         self.epoch_count.zero_()
-        if float(count) == 0:
+        if steps == 0:
             return
-        self.history.copy_(torch.roll(self.history, -1, dims=0))
-        self.history[-1] = sums / count
-        self.epochs_seen += 1
+        self.epochs_seen.add_(1)  # in place: no nn.Module.__setattr__
         epoch = int(self.epochs_seen)
         due = (self.schedule == "oneshot" and epoch == self.adjust_at) or (
             self.schedule == "continuous" and epoch >= self.adjust_at
