@@ -7,8 +7,9 @@ Every method of ``scripts/reproduce_soft_equivariance.py`` (plain MLP, hard EMLP
 projection-form PER, sample-form PER on the MLP) trains through Lightning exactly as the
 reproduction trains it (fast path: :class:`geozoo.data.tensor_batches.TensorBatches` batches and
 epoch-level logging), without validation, on the task's data, protocol batch size and widths.
-The bare loop trains the same plain MLP (same initialisation, Adam, cosine schedule, MSE) on the
-same tensors with ``randperm`` batches.  The plain MLP and projection PER also run on the old path
+The bare loop trains the same plain MLP (same initialisation, cosine schedule, MSE, and the
+optimizer every method trains with: ``make_optimizer``, fused Adam) on the same tensors with
+``randperm`` batches.  The plain MLP and projection PER also run on the old path
 (``DataLoader`` batches, per-step logging) for comparison.  Each timing skips ``--warmup`` steps
 (projector construction, first-epoch setup) and counts whole epochs; the median of ``--rounds``
 alternating rounds is reported.  Times are the process's CPU time (one torch thread), which other
@@ -35,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from reproduce_soft_equivariance import (
     TASKS,
     make_data,
+    make_optimizer,
     make_task,
     make_trainer,
     protocol_for,
@@ -83,7 +85,7 @@ def bare_seconds_per_step(task: str, protocol: str, epochs: int, warmup: int) ->
     data.setup()
     x, y = data.splits["train"].tensors
     net = PlainMLP(data.rep_in, data.rep_out, width=proto.mlp_width)
-    opt = torch.optim.Adam(net.parameters(), lr=proto.lr, weight_decay=proto.weight_decay)
+    opt = make_optimizer(proto)(net.parameters())
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=proto.epochs)
     step, start = 0, None
     for _ in range(epochs):
@@ -99,6 +101,13 @@ def bare_seconds_per_step(task: str, protocol: str, epochs: int, warmup: int) ->
             step += 1
         schedule.step()
     return (time.process_time() - start) / (step - warmup)
+
+
+def optimizer_name(proto) -> str:
+    """The optimizer settings every run uses, in words."""
+    factory = make_optimizer(proto)
+    settings = ", ".join(f"{k}={v}" for k, v in factory.keywords.items())
+    return f"{factory.func.__name__}({settings})"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -129,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         f"Task {args.task}, protocol {args.protocol}: batch {proto.batch_size}, "
         f"{per_epoch} steps/epoch, {epochs} epochs per round ({epochs * per_epoch} steps, "
         f"{args.warmup} untimed), {torch.get_num_threads()} thread(s), "
-        f"median of {args.rounds} rounds."
+        f"median of {args.rounds} rounds; every run (bare loop too) {optimizer_name(proto)}."
     )
     print(header)
     runs = {

@@ -282,6 +282,15 @@ def make_data(spec: TaskSpec, seed: int, proto: Protocol, fast: bool = True):
     return data
 
 
+def make_optimizer(proto: Protocol) -> functools.partial:
+    """Adam of the protocol, for every method (and the step-cost benchmark's bare loop): the
+    fused kernel (one pass over each tensor for the whole update; CPU and CUDA), the same update
+    as the per-tensor loop up to rounding."""
+    return functools.partial(
+        torch.optim.Adam, lr=proto.lr, weight_decay=proto.weight_decay, fused=True
+    )
+
+
 def make_task(
     method: str, spec: TaskSpec, data: SymmetryTaskDataModule, proto: Protocol, fast: bool = True
 ) -> RegressionTask:
@@ -290,9 +299,7 @@ def make_task(
     return RegressionTask(
         network,
         [MeanSquaredError(), *objectives],
-        optimizer=functools.partial(  # foreach: one fused update instead of one per tensor
-            torch.optim.Adam, lr=proto.lr, weight_decay=proto.weight_decay, foreach=True
-        ),
+        optimizer=make_optimizer(proto),
         lr_scheduler=functools.partial(
             torch.optim.lr_scheduler.CosineAnnealingLR, T_max=max(proto.epochs, 1)
         ),

@@ -225,7 +225,7 @@ class RepBilinear(nn.Module):
         self.register_buffer("upper", column_order[rows * n + cols], persistent=False)
         self.register_buffer("lower", column_order[cols * n + rows], persistent=False)
         self.register_buffer("off_diagonal", (rows != cols).float(), persistent=False)
-        # for the fused block (:class:`_GatedBilinearBlock`): both factors of the products in
+        # for the fused blocks (:class:`_FusedNetwork`): both factors of the products in
         # one gather (right ones first, so that each half is the gradient factor of the other
         # half of ``pair``), and for every weight column the folded column its gradient is (each
         # column is the upper or the off-diagonal lower entry of exactly one s_i s_j, i <= j)
@@ -244,8 +244,9 @@ class RepBilinear(nn.Module):
         diagonal) of ``weight`` (default: the layer's effective weight)."""
         if weight is None:
             weight = self.linear.effective_weight()
-        lower = weight.index_select(1, self.lower) * self.off_diagonal.to(weight.dtype)
-        return weight.index_select(1, self.upper) + lower
+        lower = weight.index_select(1, self.lower)
+        off_diagonal = self.off_diagonal.to(weight.dtype)
+        return torch.addcmul(weight.index_select(1, self.upper), lower, off_diagonal)
 
     def forward(
         self, x: Tensor, weight: Tensor | None = None, bias: Tensor | None = None
@@ -256,66 +257,93 @@ class RepBilinear(nn.Module):
         return F.linear(products, self.folded_weight(weight), bias)
 
 
-class _GatedBilinearBlock(torch.autograd.Function):
-    """One block of :class:`EquivariantMLP`, ``h -> Gate(lin + Bilinear(lin))`` with
-    ``lin = W h + b``, on feature-major activations ``(features, batch)``, with a hand-written
-    backward pass.
+def _block_forward(
+    h: Tensor,
+    weight: Tensor,
+    bias: Tensor,
+    bilinear_weight: Tensor,
+    bilinear_bias: Tensor,
+    bilinear: RepBilinear,
+    gate: GatedNonlinearity,
+) -> tuple[Tensor, tuple]:
+    """One block ``h -> Gate(lin + Bilinear(lin))``, ``lin = W h + b``, on feature-major
+    activations ``(features, batch)``; returns the output and what :func:`_block_backward`
+    needs."""
+    lin = torch.addmm(bias.unsqueeze(-1), weight, h)
+    folded = bilinear.folded_weight(bilinear_weight)
+    factors = lin.index_select(0, bilinear.swapped_pair).unflatten(0, (2, -1))
+    products = factors[1] * factors[0]
+    pre = torch.addmm(bilinear_bias.unsqueeze(-1), folded, products).add_(lin)
+    gates = torch.sigmoid_(pre.index_select(0, gate.sigmoid_index))
+    values = pre[: gate.size]
+    return values * gates, (h, weight, folded, factors, products, values, gates, bilinear, gate)
 
-    The same map as the block's modules (:class:`RepLinear`, :class:`RepBilinear`,
+
+def _block_backward(grad: Tensor, saved: tuple, needs: Sequence[bool]) -> list[Tensor | None]:
+    """Gradients of :func:`_block_forward` with respect to ``h`` and the four parameters (those
+    ``needs`` asks for) from the gradient of its output."""
+    h, weight, folded, factors, products, values, gates, bilinear, gate = saved
+    grad_pre = grad.new_zeros(folded.shape[0], grad.shape[-1])
+    torch.mul(grad, gates, out=grad_pre[: values.shape[0]])
+    grad_gates = torch.ops.aten.sigmoid_backward(grad * values, gates)
+    grad_pre.index_add_(0, gate.sigmoid_index, grad_gates)
+    grad_folded = grad_pre @ products.T if needs[3] else None
+    grad_bilinear_bias = grad_pre.sum(-1) if needs[4] else None
+    grad_products = folded.T @ grad_pre
+    grad_factors = (grad_products * factors).flatten(0, 1)  # left, right
+    grad_lin = grad_pre.index_add_(0, bilinear.pair, grad_factors)
+    return [
+        weight.T @ grad_lin if needs[0] else None,
+        grad_lin @ h.T if needs[1] else None,
+        grad_lin.sum(-1) if needs[2] else None,
+        grad_folded.index_select(1, bilinear.unfold) if needs[3] else None,
+        grad_bilinear_bias,
+    ]
+
+
+class _FusedNetwork(torch.autograd.Function):
+    """The whole :class:`EquivariantMLP` (its blocks and head) as one autograd function with a
+    hand-written backward pass, on feature-major activations ``(features, batch)`` inside.
+
+    The same map as the blocks' modules (:class:`RepLinear`, :class:`RepBilinear`,
     :class:`GatedNonlinearity`; tests compare them) in far fewer operations, none of them
     recorded by autograd: at the small widths of the soft-equivariance tasks a step costs what
     its operations cost to dispatch and record more than their arithmetic.  Feature-major rows
     make every gather (the products' factors, the gates) and its scatter in the backward pass a
-    copy of contiguous rows, where batch-major columns are strided.  Differentiable once.
+    copy of contiguous rows, where batch-major columns are strided.  ``params``: the effective
+    ``(weight, bias)`` of each block's linear and bilinear layers, then the head's.
+    Differentiable once.
     """
 
     @staticmethod
-    def forward(  # type: ignore[override]
-        ctx,
-        h: Tensor,
-        weight: Tensor,
-        bias: Tensor,
-        bilinear_weight: Tensor,
-        bilinear_bias: Tensor,
-        bilinear: RepBilinear,
-        gate: GatedNonlinearity,
-    ) -> Tensor:
-        lin = torch.addmm(bias.unsqueeze(-1), weight, h)
-        folded = bilinear.folded_weight(bilinear_weight)
-        factors = lin.index_select(0, bilinear.swapped_pair).unflatten(0, (2, -1))
-        products = factors[1] * factors[0]
-        pre = torch.addmm(bilinear_bias.unsqueeze(-1), folded, products).add_(lin)
-        gates = torch.sigmoid_(pre.index_select(0, gate.sigmoid_index))
-        values = pre[: gate.size]
-        ctx.save_for_backward(h, weight, folded, factors, products, values, gates)
-        ctx.indices = (bilinear.pair, bilinear.unfold, gate.sigmoid_index)
-        return values * gates
+    def forward(ctx, x: Tensor, network: EquivariantMLP, *params: Tensor) -> Tensor:  # type: ignore[override]
+        h, saved = x.T, []
+        for i, block in enumerate(network.blocks):
+            h, state = _block_forward(
+                h, *params[4 * i : 4 * i + 4], block["bilinear"], block["gate"]
+            )
+            saved.append(state)
+        weight, bias = params[-2:]
+        ctx.save_for_backward(weight)
+        ctx.blocks, ctx.last = saved, h  # intermediates: attributes (save_for_backward: inputs)
+        return torch.addmm(bias, h.T, weight.T)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad: Tensor):  # type: ignore[override]
-        h, weight, folded, factors, products, values, gates = ctx.saved_tensors
-        pair, unfold, sigmoid_index = ctx.indices
-        size = values.shape[0]
-        grad_pre = grad.new_zeros(folded.shape[0], grad.shape[-1])
-        torch.mul(grad, gates, out=grad_pre[:size])
-        grad_gates = torch.ops.aten.sigmoid_backward(grad * values, gates)
-        grad_pre.index_add_(0, sigmoid_index, grad_gates)
+        (weight,) = ctx.saved_tensors
         needs = ctx.needs_input_grad
-        grad_folded = grad_pre @ products.T if needs[3] else None
-        grad_bilinear_bias = grad_pre.sum(-1) if needs[4] else None
-        grad_products = folded.T @ grad_pre
-        grad_factors = (grad_products * factors).flatten(0, 1)  # left, right
-        grad_lin = grad_pre.index_add_(0, pair, grad_factors)
-        return (
-            weight.T @ grad_lin if needs[0] else None,
-            grad_lin @ h.T if needs[1] else None,
-            grad_lin.sum(-1) if needs[2] else None,
-            grad_folded.index_select(1, unfold) if needs[3] else None,
-            grad_bilinear_bias,
-            None,
-            None,
-        )
+        grad = grad.T
+        grads: list[Tensor | None] = [
+            grad @ ctx.last.T if needs[-2] else None,
+            grad.sum(-1) if needs[-1] else None,
+        ]
+        grad_h = weight.T @ grad
+        for i in reversed(range(len(ctx.blocks))):
+            block_needs = (i > 0 or needs[0], *needs[2 + 4 * i : 6 + 4 * i])
+            grad_h, *block_grads = _block_backward(grad_h, ctx.blocks[i], block_needs)
+            grads[:0] = block_grads
+        return grad_h.T if needs[0] else None, None, *grads
 
 
 class EquivariantMLP(nn.Module):
@@ -334,7 +362,7 @@ class EquivariantMLP(nn.Module):
             ``mode`` is.  Kim et al.'s soft network (official code: ``SoftEMLP``) does this with
             the largest candidate group: only its linear layers are free and regularized, and the
             bilinear layers, equivariant to every candidate, never break a symmetry.
-        fused: run each block as one :class:`_GatedBilinearBlock` (fast, differentiable once);
+        fused: run the network as one :class:`_FusedNetwork` (fast, differentiable once);
             ``False`` composes the block's modules through autograd (higher-order derivatives,
             ``torch.func`` transforms).  The same map either way; under autocast (mixed
             precision) the modules are composed whatever ``fused`` is.
@@ -443,18 +471,9 @@ class EquivariantMLP(nn.Module):
                 lin = F.linear(x, *params[block["linear"]])
                 x = block["gate"](lin + block["bilinear"](lin, *params[block["bilinear"].linear]))
             return F.linear(x, *params[self.head])
-        h = x.reshape(-1, expected).T  # feature-major: see _GatedBilinearBlock
-        for block in self.blocks:
-            bilinear = block["bilinear"]
-            h = _GatedBilinearBlock.apply(
-                h,
-                *params[block["linear"]],
-                *params[bilinear.linear],
-                bilinear,
-                block["gate"],
-            )
-        weight, bias = params[self.head]
-        out = torch.addmm(bias.unsqueeze(-1), weight, h).T.contiguous()
+        layers = [m for block in self.blocks for m in (block["linear"], block["bilinear"].linear)]
+        flat = [t for layer in (*layers, self.head) for t in params[layer]]
+        out = _FusedNetwork.apply(x.reshape(-1, expected), self, *flat)
         return out.reshape(*x.shape[:-1], out.shape[-1])
 
 

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import torch
 import torch.distributed as dist
@@ -76,20 +77,21 @@ class _HalfSquaredResiduals(torch.autograd.Function):
     """``R_g = 1/2 ||theta - P_g theta||^2`` for every group from one sparse product, with
     ``theta`` the concatenation of ``tensors`` (flattened).
 
-    ``matrix`` holds only the rows of the stacked ``P_g`` that are not zero (most are: a weight
-    entry no equivariant map uses), ``rows`` their places in the stacked ``(P_g theta)_g``; the
-    residual is ``theta`` elsewhere.  ``I - P_g`` is an orthogonal projector, so
-    ``dR_g / dtheta = (I - P_g) theta``: the backward pass reuses the residuals of the forward
-    pass instead of a second (transposed) product, and hands each tensor its slice of the
-    gradient directly (no concatenation in the graph).
+    An entry ``i`` of the residual ``r_g = theta - P_g theta`` is one of three kinds (see
+    :class:`ProjectionPenaltyOperator`): ``theta_i`` where row ``i`` of ``P_g`` is zero (no
+    equivariant map uses the entry; ``free`` is 1 there), exactly zero where the row is ``e_i``
+    (every equivariant map may take any value there), and ``((I - P_g) theta)_i`` on the
+    remaining rows, which ``matrix`` holds (``rows``: their places in the stacked ``(r_g)_g``).
+    ``I - P_g`` is an orthogonal projector, so ``dR_g / dtheta = r_g``: the backward pass reuses
+    the residuals of the forward pass instead of a second (transposed) product, and hands each
+    tensor its slice of the gradient directly (no concatenation in the graph).
     """
 
     @staticmethod
-    def forward(ctx, matrix: Tensor, rows: Tensor, num_groups: int, *tensors: Tensor) -> Tensor:  # type: ignore[override]
+    def forward(ctx, parts: PenaltyParts, *tensors: Tensor) -> Tensor:  # type: ignore[override]
         theta = torch.cat([t.reshape(-1) for t in tensors])
-        residual = theta.expand(num_groups, -1).clone()
-        # rows are distinct: each entry gets theta - (P theta), exactly as a subtraction would
-        residual.view(-1).scatter_add_(0, rows, torch.mv(matrix, theta).neg_())
+        residual = theta * parts.free
+        residual.view(-1).scatter_(0, parts.rows, torch.mv(parts.matrix, theta))
         ctx.save_for_backward(residual)
         ctx.shapes = [t.shape for t in tensors]
         return 0.5 * residual.square().sum(-1)
@@ -98,7 +100,16 @@ class _HalfSquaredResiduals(torch.autograd.Function):
     def backward(ctx, grad: Tensor):  # type: ignore[override]
         (residual,) = ctx.saved_tensors
         pieces = (grad @ residual).split([shape.numel() for shape in ctx.shapes])
-        return None, None, None, *(p.view(shape) for p, shape in zip(pieces, ctx.shapes))
+        return None, *(p.view(shape) for p, shape in zip(pieces, ctx.shapes))
+
+
+class PenaltyParts(NamedTuple):
+    """The operands of :class:`_HalfSquaredResiduals` in one dtype on one device."""
+
+    matrix: Tensor  # sparse CSR: the rows of the stacked (I - P_g)_g that enter the product
+    rows: Tensor  # their places in the flattened (groups, size) residual
+    free: Tensor  # (groups, size): 1 where the row of P_g is zero, else 0
+    scale: Tensor  # (groups,): the factor of each R_g (normalize), else ones
 
 
 class ProjectionPenaltyOperator:
@@ -106,10 +117,12 @@ class ProjectionPenaltyOperator:
 
     For a fixed network and groups it stacks, for every group, the block-diagonal projector over
     the concatenated ``vec(W_l)`` and ``b_l`` of all ``RepLinear`` layers; one sparse product per
-    step then gives ``P_g theta`` for every group (the projectors are orthogonal, so
-    ``R_g = 1/2 ||theta - P_g theta||^2`` is exactly the sum over layers of the paper's terms,
-    and its gradient ``(I - P_g) theta`` needs no second product).  The operator is built once
-    per network and groups and cast once per dtype and device.
+    step then gives the residuals ``theta - P_g theta`` for every group (the projectors are
+    orthogonal, so ``R_g = 1/2 ||theta - P_g theta||^2`` is exactly the sum over layers of the
+    paper's terms, and its gradient ``(I - P_g) theta`` needs no second product).  Only the rows
+    of ``I - P_g`` that are not zero and not ``e_i`` enter the product: most entries of a weight
+    are either used by no equivariant map (residual ``theta_i``) or by all (residual 0).  The
+    operator is built once per network and groups and cast once per dtype and device.
 
     With ``normalize=True`` each ``R_g`` is divided by the dimension of the complement of the
     ``G_g``-equivariant subspace (``size - rank P_g``): the mean squared residual per constrained
@@ -129,35 +142,53 @@ class ProjectionPenaltyOperator:
                 blocks.append(sparse_projector(group, layer.rep_out, layer.rep_in))
                 blocks.append(sparse_projector(group, layer.rep_out, Scalar))
             per_group.append(sparse_block_diagonal(blocks))
-        self.size = per_group[0].shape[0]
+        self.size = size = per_group[0].shape[0]
         # the trace of an orthogonal projector is its rank: the equivariant subspace's dimension
         ranks = [_sparse_trace(p) for p in per_group]
         self.equivariant_dims = tuple(round(r) for r in ranks)
-        scale = [1.0 / max(self.size - r, 1.0) if normalize else 1.0 for r in ranks]
+        scale = [1.0 / max(size - r, 1.0) if normalize else 1.0 for r in ranks]
         self._scale64 = torch.tensor(scale, dtype=torch.float64)
         self.normalize = normalize
+        # rows of the stacked I - P_g: e_i - P_g e_i on the rows where P_g is not zero, with the
+        # entries sparse_projector also drops (|.| <= 1e-12) dropped again, so that a row e_i of
+        # P_g (residual exactly 0) leaves no row at all
+        n = len(self.groups)
         stacked = torch.cat(per_group, dim=0).coalesce()
-        # only the rows that are not zero enter the product (see _HalfSquaredResiduals)
-        self._rows, compressed = torch.unique(stacked.indices()[0], return_inverse=True)
+        used = torch.unique(stacked.indices()[0])
+        rows = torch.cat([stacked.indices()[0], used])
+        cols = torch.cat([stacked.indices()[1], used % size])
+        values = torch.cat([-stacked.values(), torch.ones(len(used), dtype=torch.float64)])
+        residual = torch.sparse_coo_tensor(
+            torch.stack([rows, cols]), values, (n * size, size), check_invariants=False
+        ).coalesce()
+        keep = residual.values().abs() > 1e-12
+        rows, cols = residual.indices()[:, keep]
+        kept, compressed = torch.unique(rows, return_inverse=True)
         self._matrix64 = torch.sparse_coo_tensor(
-            torch.stack([compressed, stacked.indices()[1]]),
-            stacked.values(),
-            (len(self._rows), self.size),
+            torch.stack([compressed, cols]),
+            residual.values()[keep],
+            (len(kept), size),
             check_invariants=False,
         ).coalesce()
-        self._cast: dict[tuple[torch.dtype, torch.device], tuple[Tensor, Tensor, Tensor]] = {}
+        self._rows = kept
+        self._free64 = torch.ones(n * size, dtype=torch.float64)
+        self._free64[used] = 0.0
+        self._free64 = self._free64.view(n, size)
+        self._cast: dict[tuple[torch.dtype, torch.device], PenaltyParts] = {}
 
-    def matrix(self, dtype: torch.dtype, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
-        """The stacked projectors' non-zero rows as a sparse CSR matrix, the rows' places in the
-        stacked ``(P_g theta)_g``, and the per-group scale factors."""
+    def parts(self, dtype: torch.dtype, device: torch.device) -> PenaltyParts:
+        """The operands of the penalty in ``dtype`` on ``device`` (cast once)."""
         key = (dtype, device)
         if key not in self._cast:
-            # normal tensors even on a first call under inference mode: the scale enters the
-            # graph of every later (training) call
+            # normal tensors even on a first call under inference mode: they enter the graph of
+            # every later (training) call
             with torch.inference_mode(False):
-                matrix = sparse_csr(self._matrix64, dtype, device)
-                scale = self._scale64.to(device=device, dtype=dtype)
-                self._cast[key] = (matrix, self._rows.to(device), scale)
+                self._cast[key] = PenaltyParts(
+                    sparse_csr(self._matrix64, dtype, device),
+                    self._rows.to(device),
+                    self._free64.to(device=device, dtype=dtype),
+                    self._scale64.to(device=device, dtype=dtype),
+                )
         return self._cast[key]
 
     def parameters(self) -> list[Tensor]:
@@ -172,9 +203,9 @@ class ProjectionPenaltyOperator:
 
     def __call__(self) -> Tensor:
         tensors = self.parameters()
-        matrix, rows, scale = self.matrix(tensors[0].dtype, tensors[0].device)
-        values = _HalfSquaredResiduals.apply(matrix, rows, len(self.groups), *tensors)
-        return values * scale if self.normalize else values
+        parts = self.parts(tensors[0].dtype, tensors[0].device)
+        values = _HalfSquaredResiduals.apply(parts, *tensors)
+        return values * parts.scale if self.normalize else values
 
 
 def _sparse_trace(matrix: Tensor) -> float:
@@ -447,33 +478,37 @@ class MixedSymmetryRegularizer(Objective):
 
     def forward(self, ctx: StepContext) -> ObjectiveOutput:
         names = self.group_names
-        logs = {f"strength_{n}": s for n, s in zip(names, self.strengths.float().unbind())}
         if ctx.stage != "train":  # the regularizer only shapes training
+            logs = {f"strength_{n}": s for n, s in zip(names, self.strengths.float().unbind())}
             return ObjectiveOutput(ctx.outputs.new_zeros(()), logs)
         values = self.penalties(ctx)
-        with torch.no_grad():
-            self.epoch_sum += values.detach().to(self.epoch_sum)
-            self.epoch_count += 1
-        loss = (self.strengths.to(values) * values).sum()
-        logs.update({f"R_{n}": v for n, v in zip(names, values.detach().unbind())})
-        return ObjectiveOutput(loss, logs)
+        strengths, detached = self.strengths.to(values), values.detach()
+        # in place: `self.epoch_sum += ...` would pass through nn.Module.__setattr__ every step
+        self.epoch_sum.add_(detached)
+        self.epoch_count.add_(1)
+        logs = {f"strength_{n}": s for n, s in zip(names, strengths.float().unbind())}
+        logs.update({f"R_{n}": v for n, v in zip(names, detached.unbind())})
+        return ObjectiveOutput(torch.dot(strengths, values), logs)
 
     # -- strength tuning --------------------------------------------------------------------
     @torch.no_grad()
     def on_train_epoch_end(self, task: object = None) -> None:
         """Record the epoch mean of each ``R_g`` (summed over DDP ranks) and adjust strengths."""
-        sums, count = self.epoch_sum.clone(), self.epoch_count.clone()
+        sums, count = self.epoch_sum, self.epoch_count
         distributed = dist.is_available() and dist.is_initialized()
         if distributed:
+            sums, count = sums.clone(), count.clone()
             dist.all_reduce(sums)
             dist.all_reduce(count)
+        steps = float(count)
+        if steps > 0:
+            self.history.copy_(torch.roll(self.history, -1, dims=0))
+            self.history[-1] = sums / steps
         self.epoch_sum.zero_()
         self.epoch_count.zero_()
-        if float(count) == 0:
+        if steps == 0:
             return
-        self.history.copy_(torch.roll(self.history, -1, dims=0))
-        self.history[-1] = sums / count
-        self.epochs_seen += 1
+        self.epochs_seen.add_(1)  # in place: no nn.Module.__setattr__
         epoch = int(self.epochs_seen)
         due = (self.schedule == "oneshot" and epoch == self.adjust_at) or (
             self.schedule == "continuous" and epoch >= self.adjust_at
