@@ -26,12 +26,12 @@ def metrics_cell(config: dict[str, Any]) -> str:
     cell = ", ".join(f"{key.split('/')[0]} {config['metrics'][key]}" for key in accuracies)
     seeds = config.get("seeds")
     if seeds and len(seeds["seeds"]) > 1:
-        spread = ", ".join(
-            f"{seeds['mean'][key]:.2f} ± {seeds['std'][key]:.2f}"
-            for key in accuracies
-            if key in seeds["mean"]
-        )
-        cell += f" ({len(seeds['seeds'])} seeds: {spread})"
+        # every accuracy's spread, or none: a partial list would not line up with the names
+        if all(key in seeds["mean"] and key in seeds["std"] for key in accuracies):
+            spread = ", ".join(
+                f"{seeds['mean'][key]:.2f} ± {seeds['std'][key]:.2f}" for key in accuracies
+            )
+            cell += f" ({len(seeds['seeds'])} seeds: {spread})"
     return cell
 
 

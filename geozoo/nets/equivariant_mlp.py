@@ -279,6 +279,10 @@ def _block_forward(
     return values * gates, (h, weight, folded, factors, products, values, gates, bilinear, gate)
 
 
+#: the tensors among what :func:`_block_forward` saves (the first seven; then two modules)
+_SAVED = 7
+
+
 def _block_backward(grad: Tensor, saved: tuple, needs: Sequence[bool]) -> list[Tensor | None]:
     """Gradients of :func:`_block_forward` with respect to ``h`` and the four parameters (those
     ``needs`` asks for) from the gradient of its output."""
@@ -324,24 +328,27 @@ class _FusedNetwork(torch.autograd.Function):
             )
             saved.append(state)
         weight, bias = params[-2:]
-        ctx.save_for_backward(weight)
-        ctx.blocks, ctx.last = saved, h  # intermediates: attributes (save_for_backward: inputs)
+        # every tensor through save_for_backward: autograd then refuses a backward pass after an
+        # in-place change of the input and frees the intermediates once the pass is done
+        ctx.save_for_backward(*(t for state in saved for t in state[:_SAVED]), h, weight)
+        ctx.modules = [state[_SAVED:] for state in saved]
         return torch.addmm(bias, h.T, weight.T)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad: Tensor):  # type: ignore[override]
-        (weight,) = ctx.saved_tensors
+        *tensors, last, weight = ctx.saved_tensors
         needs = ctx.needs_input_grad
         grad = grad.T
         grads: list[Tensor | None] = [
-            grad @ ctx.last.T if needs[-2] else None,
+            grad @ last.T if needs[-2] else None,
             grad.sum(-1) if needs[-1] else None,
         ]
         grad_h = weight.T @ grad
-        for i in reversed(range(len(ctx.blocks))):
+        for i in reversed(range(len(ctx.modules))):
+            state = (*tensors[_SAVED * i : _SAVED * (i + 1)], *ctx.modules[i])
             block_needs = (i > 0 or needs[0], *needs[2 + 4 * i : 6 + 4 * i])
-            grad_h, *block_grads = _block_backward(grad_h, ctx.blocks[i], block_needs)
+            grad_h, *block_grads = _block_backward(grad_h, state, block_needs)
             grads[:0] = block_grads
         return grad_h.T if needs[0] else None, None, *grads
 

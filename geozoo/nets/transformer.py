@@ -67,7 +67,8 @@ Stem = Literal["patch", "conv"]
 
 
 class PatchTransformer(nn.Module):
-    r"""Vision transformer: non-overlapping patches -> tokens -> reduced encoder blocks -> head.
+    r"""Vision transformer: image -> tokens (patches or a convolutional stem) -> reduced encoder
+    blocks -> head.
 
     An image of shape ``(C, H, W)`` in [0, 1] is normalised inside the model, turned into
     ``L = (H/p)(W/p)`` tokens of width ``N`` by the stem, optionally preceded by a learned class
@@ -80,9 +81,10 @@ class PatchTransformer(nn.Module):
     * ``"patch"``: each ``p x p`` patch linearly embedded (a stride-``p`` convolution), as in
       ViT (Dosovitskiy et al., ICLR 2021, eq. 1);
     * ``"conv"``: ``log2(p)`` 3x3 stride-2 convolutions with ReLUs between them, ``C -> c -> ...
-      -> c -> N`` channels for ``c = stem_channels``: the convolutional stem of Xiao et al.,
-      "Early Convolutions Help Transformers See Better" (NeurIPS 2021), which makes small ViTs
-      train far more easily on little data. ``p`` must be a power of two.
+      -> c -> N`` channels for ``c = stem_channels``: a simplified form (no BatchNorm, constant
+      hidden width, no final 1x1 convolution) of the convolutional stem of Xiao et al., "Early
+      Convolutions Help Transformers See Better" (NeurIPS 2021), which makes small ViTs train
+      far more easily on little data. ``p`` must be a power of two.
 
     Parameter count (see :meth:`parameter_count`), with ``L' = L + [cls]`` and ``K`` classes::
 
@@ -107,7 +109,8 @@ class PatchTransformer(nn.Module):
         pool: ``"cls"`` (a learned class token) or ``"mean"`` (average of the tokens).
         pos_embed: learned absolute position embeddings.
         stem: ``"patch"`` (linear patch embedding) or ``"conv"`` (convolutional stem).
-        stem_channels: hidden channels ``c`` of the convolutional stem (unused for patches).
+        stem_channels: hidden channels ``c`` of the convolutional stem (used when it has two or
+            more convolutions, i.e. ``patch_size >= 4``).
         mean, std: per-channel normalisation applied to the input.
     """
 
@@ -197,6 +200,7 @@ class PatchTransformer(nn.Module):
     ) -> int:
         """Closed-form parameter count (formula in the class docstring); extra keyword
         arguments that do not change it (dropout, mean, std) are accepted and ignored."""
+        _check_stem(stem, patch_size, stem_channels)
         n = dim
         tokens = (input_size[0] // patch_size) * (input_size[1] // patch_size) + (pool == "cls")
         block = ReducedTransformerBlock.parameter_count(
@@ -243,7 +247,7 @@ def _check_stem(stem: str, patch_size: int, stem_channels: int) -> None:
     if stem not in ("patch", "conv"):
         raise ValueError(f"stem must be 'patch' or 'conv', got {stem!r}")
     if stem == "conv":
-        if patch_size < 2 or patch_size & (patch_size - 1):
+        if not isinstance(patch_size, int) or patch_size < 2 or patch_size & (patch_size - 1):
             raise ValueError(
                 "stem='conv' halves the image log2(patch_size) times, so patch_size must be a "
                 f"power of two >= 2, got {patch_size}"

@@ -486,7 +486,8 @@ class MixedSymmetryRegularizer(Objective):
         # in place: `self.epoch_sum += ...` would pass through nn.Module.__setattr__ every step
         self.epoch_sum.add_(detached)
         self.epoch_count.add_(1)
-        logs = {f"strength_{n}": s for n, s in zip(names, strengths.float().unbind())}
+        # logged from the float32 strengths, not their copy in the penalties' (maybe bf16) dtype
+        logs = {f"strength_{n}": s for n, s in zip(names, self.strengths.float().unbind())}
         logs.update({f"R_{n}": v for n, v in zip(names, detached.unbind())})
         return ObjectiveOutput(torch.dot(strengths, values), logs)
 

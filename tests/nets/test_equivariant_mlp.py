@@ -217,6 +217,23 @@ def test_fused_blocks_are_the_modules_map_with_their_gradients(hidden) -> None:
     assert torch.autograd.gradgradcheck(net, (small,))
 
 
+def test_fused_network_refuses_an_input_changed_in_place() -> None:
+    """The fused network saves its input and intermediates through ``save_for_backward``, so an
+    in-place change of the input between the forward and backward passes raises, as with the
+    modules, instead of silently giving wrong gradients; and backward frees what it saved."""
+    torch.manual_seed(0)
+    net = EquivariantMLP([2, 2], [1, 1, 1], hidden=(4, 3, 1), num_blocks=2, bilinear=(2, 2))
+    x = torch.randn(5, 8)
+    out = net(x)
+    x.mul_(3)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        out.sum().backward()
+    out = net(torch.randn(5, 8))
+    out.sum().backward()
+    with pytest.raises(RuntimeError, match="after they have already been freed"):
+        out.sum().backward()
+
+
 def test_fused_blocks_take_an_empty_batch() -> None:
     """An empty batch (e.g. the last, empty shard of a split) gives an empty output and zero
     gradients, as the modules' composition does."""

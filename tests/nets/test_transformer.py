@@ -176,6 +176,8 @@ def test_bad_input_and_arguments():
         PatchTransformer(patch_size=7, stem="conv")
     with pytest.raises(ValueError, match="stem must be 'patch' or 'conv', got 'cnn'"):
         PatchTransformer(patch_size=4, stem="cnn")
+    with pytest.raises(ValueError, match="power of two >= 2, got 6"):
+        PatchTransformer.parameter_count(patch_size=6, stem="conv")  # the formula checks too
 
 
 def test_short_training_lowers_the_loss():

@@ -47,3 +47,11 @@ def test_write_needs_the_markers(script, tmp_path):
     doc.write_text(f"before\n{script.BEGIN}\nold\n{script.END}\nafter\n")
     script.write(doc, "| new |")
     assert doc.read_text() == f"before\n{script.BEGIN}\n| new |\n{script.END}\nafter\n"
+
+
+def test_metrics_cell_leaves_out_a_partial_spread(script):
+    config = {
+        "metrics": {"clean/acc": 96.4, "wide/acc": 90.0},
+        "seeds": {"seeds": [0, 1], "mean": {"clean/acc": 96.0}, "std": {"clean/acc": 0.4}},
+    }
+    assert script.metrics_cell(config) == "clean 96.4, wide 90.0"
