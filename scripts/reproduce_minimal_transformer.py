@@ -36,7 +36,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import re
 import statistics
 import sys
 import tempfile
@@ -51,7 +50,7 @@ from torch.utils.data import DataLoader
 
 from geozoo.nets.transformer import PatchTransformer
 from geozoo.zoo import card, create_model
-from geozoo.zoo.cards import mean_std
+from geozoo.zoo.cards import mean_std, replace_marked_block
 from geozoo.zoo.pretrained import classification_metrics
 from geozoo.zoo.recipes import configs_dir, train_recipe
 
@@ -291,11 +290,7 @@ def ablation(paths: list[Path]) -> tuple[list[dict[str, Any]], list[str]]:
 
 def write_docs(text: str, path: Path = DOC, begin: str = BEGIN) -> None:
     """Replace the block between ``begin`` and the next :data:`END` marker of ``path``."""
-    doc = path.read_text()
-    pattern = re.compile(re.escape(begin) + r".*?" + re.escape(END), re.S)
-    if not pattern.search(doc):
-        raise ValueError(f"{path} has no {begin} ... {END} block to replace")
-    path.write_text(pattern.sub(lambda _: f"{begin}\n{text}\n{END}", doc))
+    replace_marked_block(path, begin, END, text)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 from pathlib import Path
 from typing import Any
 
+from geozoo.zoo.cards import replace_marked_block
 from geozoo.zoo.hub import models_dir
 
 BEGIN, END = "<!-- zoo-table:begin -->", "<!-- zoo-table:end -->"
@@ -48,11 +48,7 @@ def table() -> str:
 
 
 def write(path: Path, text: str) -> None:
-    doc = path.read_text()
-    pattern = re.compile(re.escape(BEGIN) + r".*?" + re.escape(END), re.S)
-    if not pattern.search(doc):
-        raise ValueError(f"{path} has no {BEGIN} ... {END} block to replace")
-    path.write_text(pattern.sub(lambda _: f"{BEGIN}\n{text}\n{END}", doc))
+    replace_marked_block(path, BEGIN, END, text)
 
 
 def main(argv: list[str] | None = None) -> None:

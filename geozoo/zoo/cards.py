@@ -7,11 +7,24 @@ Units: accuracies and calibration errors are in percent everywhere in the zoo (c
 
 from __future__ import annotations
 
+import re
 import statistics
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
-__all__ = ["mean_std", "render_model_card"]
+__all__ = ["mean_std", "render_model_card", "replace_marked_block"]
+
+
+def replace_marked_block(path: str | Path, begin: str, end: str, text: str) -> None:
+    """Replace what lies between the marker lines ``begin`` and the next ``end`` of the markdown
+    file ``path`` with ``text`` (how the scripts write their tables into the README and docs)."""
+    path = Path(path)
+    doc = path.read_text()
+    pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.S)
+    if not pattern.search(doc):
+        raise ValueError(f"{path} has no {begin} ... {end} block to replace")
+    path.write_text(pattern.sub(lambda _: f"{begin}\n{text}\n{end}", doc, count=1))
 
 
 def mean_std(values: Sequence[float], digits: int = 1) -> str:
