@@ -270,13 +270,17 @@ def ablation(paths: list[Path]) -> tuple[list[dict[str, Any]], list[str]]:
                 f"--ablation steps by held-out accuracy, which {path} (`{saved['command']}`, a "
                 "--tune run?) does not have: give the --json of a run without --tune"
             )
+        built = {  # each variant built once, not once per seed
+            name: sum(p.numel() for p in create_model(name).parameters())
+            for name in {run["variant"] for run in saved["results"]}
+        }
         for run in saved["results"]:
-            built = sum(p.numel() for p in create_model(run["variant"]).parameters())
-            if run["params"] != built:
+            if run["params"] != built[run["variant"]]:
                 raise ValueError(
                     f"{path} trained {run['variant']} with {run['params']:,} parameters, but its "
-                    f"builder now makes {built:,}: the run is of an older architecture (e.g. the "
-                    "patch stem), so its accuracy says nothing about today's; rerun the variant"
+                    f"builder now makes {built[run['variant']]:,}: the run is of an older "
+                    "architecture (e.g. the patch stem), so its accuracy says nothing about "
+                    "today's; rerun the variant"
                 )
         runs += saved["results"]
         commands.append(saved["command"].strip())

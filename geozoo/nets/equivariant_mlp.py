@@ -267,8 +267,8 @@ def _block_forward(
     gate: GatedNonlinearity,
 ) -> tuple[Tensor, tuple]:
     """One block ``h -> Gate(lin + Bilinear(lin))``, ``lin = W h + b``, on feature-major
-    activations ``(features, batch)``; returns the output and what :func:`_block_backward`
-    needs."""
+    activations ``(features, batch)``; returns the output and the tensors
+    :func:`_block_backward` needs."""
     lin = torch.addmm(bias.unsqueeze(-1), weight, h)
     folded = bilinear.folded_weight(bilinear_weight)
     factors = lin.index_select(0, bilinear.swapped_pair).unflatten(0, (2, -1))
@@ -276,17 +276,23 @@ def _block_forward(
     pre = torch.addmm(bilinear_bias.unsqueeze(-1), folded, products).add_(lin)
     gates = torch.sigmoid_(pre.index_select(0, gate.sigmoid_index))
     values = pre[: gate.size]
-    return values * gates, (h, weight, folded, factors, products, values, gates, bilinear, gate)
+    return values * gates, (h, weight, folded, factors, products, values, gates)
 
 
-#: the tensors among what :func:`_block_forward` saves (the first seven; then two modules)
+#: how many tensors :func:`_block_forward` saves per block
 _SAVED = 7
 
 
-def _block_backward(grad: Tensor, saved: tuple, needs: Sequence[bool]) -> list[Tensor | None]:
+def _block_backward(
+    grad: Tensor,
+    saved: Sequence[Tensor],
+    bilinear: RepBilinear,
+    gate: GatedNonlinearity,
+    needs: Sequence[bool],
+) -> list[Tensor | None]:
     """Gradients of :func:`_block_forward` with respect to ``h`` and the four parameters (those
     ``needs`` asks for) from the gradient of its output."""
-    h, weight, folded, factors, products, values, gates, bilinear, gate = saved
+    h, weight, folded, factors, products, values, gates = saved
     grad_pre = grad.new_zeros(folded.shape[0], grad.shape[-1])
     torch.mul(grad, gates, out=grad_pre[: values.shape[0]])
     grad_gates = torch.ops.aten.sigmoid_backward(grad * values, gates)
@@ -330,8 +336,8 @@ class _FusedNetwork(torch.autograd.Function):
         weight, bias = params[-2:]
         # every tensor through save_for_backward: autograd then refuses a backward pass after an
         # in-place change of the input and frees the intermediates once the pass is done
-        ctx.save_for_backward(*(t for state in saved for t in state[:_SAVED]), h, weight)
-        ctx.modules = [state[_SAVED:] for state in saved]
+        ctx.save_for_backward(*(t for state in saved for t in state), h, weight)
+        ctx.blocks = network.blocks
         return torch.addmm(bias, h.T, weight.T)
 
     @staticmethod
@@ -345,10 +351,12 @@ class _FusedNetwork(torch.autograd.Function):
             grad.sum(-1) if needs[-1] else None,
         ]
         grad_h = weight.T @ grad
-        for i in reversed(range(len(ctx.modules))):
-            state = (*tensors[_SAVED * i : _SAVED * (i + 1)], *ctx.modules[i])
+        for i in reversed(range(len(ctx.blocks))):
+            block, state = ctx.blocks[i], tensors[_SAVED * i : _SAVED * (i + 1)]
             block_needs = (i > 0 or needs[0], *needs[2 + 4 * i : 6 + 4 * i])
-            grad_h, *block_grads = _block_backward(grad_h, state, block_needs)
+            grad_h, *block_grads = _block_backward(
+                grad_h, state, block["bilinear"], block["gate"], block_needs
+            )
             grads[:0] = block_grads
         return grad_h.T if needs[0] else None, None, *grads
 

@@ -478,16 +478,15 @@ class MixedSymmetryRegularizer(Objective):
 
     def forward(self, ctx: StepContext) -> ObjectiveOutput:
         names = self.group_names
+        # logged from the float32 strengths, not their copy in the penalties' (maybe bf16) dtype
+        logs = {f"strength_{n}": s for n, s in zip(names, self.strengths.float().unbind())}
         if ctx.stage != "train":  # the regularizer only shapes training
-            logs = {f"strength_{n}": s for n, s in zip(names, self.strengths.float().unbind())}
             return ObjectiveOutput(ctx.outputs.new_zeros(()), logs)
         values = self.penalties(ctx)
         strengths, detached = self.strengths.to(values), values.detach()
         # in place: `self.epoch_sum += ...` would pass through nn.Module.__setattr__ every step
         self.epoch_sum.add_(detached)
         self.epoch_count.add_(1)
-        # logged from the float32 strengths, not their copy in the penalties' (maybe bf16) dtype
-        logs = {f"strength_{n}": s for n, s in zip(names, self.strengths.float().unbind())}
         logs.update({f"R_{n}": v for n, v in zip(names, detached.unbind())})
         return ObjectiveOutput(torch.dot(strengths, values), logs)
 
