@@ -37,7 +37,7 @@ import yaml
 from geozoo.data import MNISTDataModule, affnist_style
 from geozoo.nn import MomentCanonicalization
 from geozoo.zoo import create_model
-from geozoo.zoo.cards import mean_std
+from geozoo.zoo.cards import mean_std, replace_marked_block
 from geozoo.zoo.recipes import load_fit_checkpoint, train_recipe
 
 # What each part of the decomposition buys, against the recipe (docs/affine.md, "Ablation").
@@ -167,30 +167,31 @@ def _done(log: Path) -> list[dict]:
 
 
 def table(rows: list[dict]) -> str:
-    """Markdown: variant, changes, seeds, mean +- std of every score (validation, %)."""
+    """Markdown: variant, changes, seeds, mean +- std of every score (validation, %), and the
+    change of the transformed scores against the recipe run of the same seed."""
     keys = ["clean", *TEST_RANGES]
+    recipe = {r["seed"]: r["scores"] for r in rows if r["variant"] == "recipe"}
     lines = [
-        "| variant | changes | seeds | " + " | ".join(f"val {k}" for k in keys) + " |",
-        "|---|---|---|" + "---|" * len(keys),
+        "| variant | changes | seeds | "
+        + " | ".join(f"val {k}" for k in keys)
+        + " | "
+        + " | ".join(f"{k} vs recipe" for k in TEST_RANGES)
+        + " |",
+        "|---|---|---|" + "---|" * (len(keys) + len(TEST_RANGES)),
     ]
     for name in dict.fromkeys(r["variant"] for r in rows):
         runs = [r for r in rows if r["variant"] == name]
         cells = [mean_std([r["scores"][key] for r in runs], digits=2) for key in keys]
+        paired = [r for r in runs if r["seed"] in recipe]
+        for key in TEST_RANGES:
+            steps = [r["scores"][key] - recipe[r["seed"]][key] for r in paired]
+            cells.append("" if name == "recipe" or not steps else mean_std(steps, digits=2))
         changes = ", ".join(f"{k}={v}" for k, v in runs[0]["changes"].items()) or "(recipe)"
-        lines.append(f"| {name} | {changes} | {len(runs)} | " + " | ".join(cells) + " |")
+        seeds = ", ".join(str(r["seed"]) for r in runs)
+        lines.append(f"| {name} | {changes} | {seeds} | " + " | ".join(cells) + " |")
     budget = {(r["epochs"], r["limit_train"]) for r in rows}
     lines.append(f"\n(epochs, training digits) of these runs: {sorted(budget, key=str)}")
     return "\n".join(lines)
-
-
-def write_doc(path: Path, text: str) -> None:
-    """Put ``text`` between the ``<!-- ablate-affine:begin/end -->`` markers of ``path``."""
-    doc = path.read_text()
-    head, begin, rest = doc.partition(BEGIN)
-    _, end, tail = rest.partition(END)
-    if not begin or not end:
-        raise ValueError(f"{path} needs a {BEGIN} line followed by a {END} line for the table")
-    path.write_text(f"{head}{BEGIN}\n{text}\n{END}{tail}")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -303,7 +304,7 @@ def main(argv: list[str] | None = None) -> None:
     text = table(rows)
     print(text)
     if ns.write_doc is not None:
-        write_doc(ns.write_doc, text)
+        replace_marked_block(ns.write_doc, BEGIN, END, text)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ import runpy
 from pathlib import Path
 from types import SimpleNamespace
 
-import pytest
+from geozoo.zoo.cards import replace_marked_block
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -27,27 +27,6 @@ def _run(variant, seed, wide, epochs=4, changes=None):
     }
 
 
-def test_write_doc_replaces_only_the_marked_block(tmp_path):
-    script = _script()
-    doc = tmp_path / "affine.md"
-    doc.write_text(f"before\n{script.BEGIN}\nold table\n{script.END}\nafter\n")
-    script.write_doc(doc, "| new |")
-    assert doc.read_text() == f"before\n{script.BEGIN}\n| new |\n{script.END}\nafter\n"
-    script.write_doc(doc, "| newer |")
-    assert "| new |" not in doc.read_text() and doc.read_text().endswith(f"{script.END}\nafter\n")
-
-
-@pytest.mark.parametrize(
-    "text", ["no markers", "<!-- ablate-affine:end --> <!-- ablate-affine:begin -->"]
-)
-def test_write_doc_needs_both_markers_in_order(tmp_path, text):
-    doc = tmp_path / "affine.md"
-    doc.write_text(text)
-    with pytest.raises(ValueError, match="needs a <!-- ablate-affine:begin --> line"):
-        _script().write_doc(doc, "| table |")
-    assert doc.read_text() == text
-
-
 def test_table_only_keeps_one_budget_and_writes_the_doc(tmp_path, capsys):
     script = _script()
     log = tmp_path / "ablate.jsonl"
@@ -66,8 +45,12 @@ def test_table_only_keeps_one_budget_and_writes_the_doc(tmp_path, capsys):
     outputs = ["--log", str(log), "--table-only", "--write-doc", str(doc)]
     script.main(["--variants", "pos2", "recipe", *budget, *outputs])
     printed = capsys.readouterr().out
-    assert "| recipe | (recipe) | 3 | 91.00 ± 1.00 | 80.00 ± 0.00 | 92.00 ± 2.00 |" in printed
-    assert "| pos2 | positives=2 | 1 | 90.00 | 80.00 | 70.00 |" in printed
+    assert (
+        "| recipe | (recipe) | 0, 1, 2 | 91.00 ± 1.00 | 80.00 ± 0.00 | 92.00 ± 2.00 |  |  |"
+        in printed
+    )
+    # the transformed scores against the recipe run of the same seed (seed 0: wide 90.0)
+    assert "| pos2 | positives=2 | 0 | 90.00 | 80.00 | 70.00 | 0.00 | -20.00 |" in printed
     assert "no_canon" not in printed and "[(4, 800)]" in printed
     assert printed.index("| pos2 |") < printed.index("| recipe |")  # the asked order
     assert printed.strip() in doc.read_text()
@@ -93,5 +76,5 @@ def test_docs_affine_has_the_table_block(tmp_path):
     script = _script()
     doc = tmp_path / "affine.md"
     doc.write_text((ROOT / "docs" / "affine.md").read_text())
-    script.write_doc(doc, "| table |")
+    replace_marked_block(doc, script.BEGIN, script.END, "| table |")
     assert f"{script.BEGIN}\n| table |\n{script.END}" in doc.read_text()
