@@ -84,7 +84,7 @@ def render_model_card(config: dict[str, Any]) -> str:
         files.append((f"{form} sha256", f"`{info['sha256']}`"))
     sections = [
         f"# {name}",
-        config.get("description", ""),
+        " ".join(config.get("description", "").split()),  # docstrings wrap and indent
         "## Use",
         "```python\n" + "\n".join(usage) + "\n```",
         "## Checkpoint",

@@ -201,8 +201,11 @@ def publish(
         "architecture": name,
         "network_class": f"{type(network).__module__}.{type(network).__qualname__}",
         "arguments": chosen.arguments,
-        "description": cfg.description
-        or (model_entrypoint(name).__doc__ or "").strip().split("\n\n")[0],
+        "description": " ".join(
+            (
+                cfg.description or (model_entrypoint(name).__doc__ or "").strip().split("\n\n")[0]
+            ).split()
+        ),
         "input": cfg.input.as_dict(),
         "num_classes": run.num_classes,
         "recipe": _recipe_name(run.recipe),

@@ -57,6 +57,7 @@ def test_train_seeds_reports_spread_and_publishes_the_median(tmp_path, capsys):
         assert summary["std"][key] == pytest.approx(statistics.stdev(values), abs=0.006)
     assert config["train_command"].startswith("geozoo zoo train cnn_mnist --seeds 0 1 2 -- ")
     card = (folder / "README.md").read_text()
+    assert config["description"] == " ".join(config["description"].split())  # one line
     assert "## Seeds (3 runs)" in card and f"Published: seed {published}" in card
     assert "images/s" not in card and "seconds" not in json.dumps(config)
     # the published seed's weights reproduce its metrics

@@ -7,6 +7,7 @@ import torch
 
 import geozoo
 from geozoo.zoo import sha256_file
+from geozoo.zoo.cards import render_model_card
 from geozoo.zoo.evaluate import evaluate_entry
 from geozoo.zoo.factory import checkpoint_forms
 from geozoo.zoo.hub import models_dir
@@ -31,6 +32,7 @@ def test_metadata_is_true(folder):
     model = geozoo.create_model(folder.name, pretrained=True)
     assert config["weights"]["num_params"] == sum(p.numel() for p in model.parameters())
     card = (folder / "README.md").read_text()
+    assert card == render_model_card(config), "the card is not what its config.json renders"
     assert config["weights"]["sha256"] in card
     assert config["metrics"], "a card must carry metrics"
     for key, value in config["metrics"].items():
