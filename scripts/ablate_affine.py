@@ -190,7 +190,10 @@ def table(rows: list[dict]) -> str:
         seeds = ", ".join(str(r["seed"]) for r in runs)
         lines.append(f"| {name} | {changes} | {seeds} | " + " | ".join(cells) + " |")
     budget = {(r["epochs"], r["limit_train"]) for r in rows}
-    lines.append(f"\n(epochs, training digits) of these runs: {sorted(budget, key=str)}")
+    lines.append(
+        f"\nBudget of these runs (epochs, training digits; None: the recipe's): "
+        f"{sorted(budget, key=str)}"
+    )
     return "\n".join(lines)
 
 

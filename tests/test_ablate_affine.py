@@ -78,3 +78,17 @@ def test_docs_affine_has_the_table_block(tmp_path):
     doc.write_text((ROOT / "docs" / "affine.md").read_text())
     replace_marked_block(doc, script.BEGIN, script.END, "| table |")
     assert f"{script.BEGIN}\n| table |\n{script.END}" in doc.read_text()
+
+
+def test_docs_table_is_the_one_the_log_prints(capsys):
+    """docs/affine.md's ablation table is what the documented command prints from the committed
+    run log (rerun it with ``--write-doc docs/affine.md`` after adding runs)."""
+    script = _script()
+    doc = (ROOT / "docs" / "affine.md").read_text()
+    command = doc[doc.index("python scripts/ablate_affine.py --variants recipe") :]
+    variants = command[: command.index("--seeds")].split("--variants")[1].replace("\\", " ").split()
+    log = ROOT / "docs" / "affine_ablation_runs.jsonl"
+    script.main(["--variants", *variants, "--log", str(log), "--table-only"])
+    printed = capsys.readouterr().out.strip()
+    block = doc[doc.index(script.BEGIN) + len(script.BEGIN) : doc.index(script.END)].strip()
+    assert block == printed
