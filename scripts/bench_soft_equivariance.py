@@ -39,11 +39,12 @@ from reproduce_soft_equivariance import (
     make_optimizer,
     make_task,
     make_trainer,
+    markers,
     protocol_for,
-    write_block,
 )
 
 from geozoo.nets.equivariant_mlp import PlainMLP
+from geozoo.zoo.cards import replace_marked_block
 
 METHODS = ("mlp", "emlp_full", "rpp", "free_emlp", "per", "per_norm", "per_softemlp", "mlp_sample")
 
@@ -187,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     text = f"{header}\n\n" + "\n".join(lines) + f"\n\nPrinted by `{command}`."
     print("\n" + text)
     for path in args.write_doc:
-        write_block(path, text, "bench")
+        replace_marked_block(path, *markers("bench"), text)
     return 0
 
 

@@ -46,6 +46,7 @@ import os
 import time
 import warnings
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import lightning as L
 import torch
@@ -62,6 +63,7 @@ from geozoo.objectives import soft_equivariance
 from geozoo.objectives.regression import MeanSquaredError
 from geozoo.objectives.soft_equivariance import MixedSymmetryRegularizer, ResidualPathwayPrior
 from geozoo.tasks import RegressionTask
+from geozoo.zoo.cards import replace_marked_block
 
 
 @dataclass(frozen=True)
@@ -486,21 +488,20 @@ def describe(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def write_block(path: str, text: str, block: str = "results", required: bool = True) -> bool:
-    """Replace the text between the ``<!-- softeq-{block}:begin/end -->`` markers of ``path``;
-    without the markers raise (``required``) or return ``False``."""
-    begin, end = f"<!-- softeq-{block}:begin -->", f"<!-- softeq-{block}:end -->"
-    with open(path) as f:
-        doc = f.read()
-    if begin not in doc or end not in doc:
-        if required:
-            raise ValueError(f"{path} has no {begin} ... {end} block to write the tables into")
-        return False
-    head, rest = doc.split(begin, 1)
-    tail = rest.split(end, 1)[1]
-    with open(path, "w") as f:
-        f.write(f"{head}{begin}\n{text}\n{end}{tail}")
-    return True
+def markers(block: str) -> tuple[str, str]:
+    """The ``<!-- softeq-{block}:begin/end -->`` lines around a block the scripts write."""
+    return f"<!-- softeq-{block}:begin -->", f"<!-- softeq-{block}:end -->"
+
+
+def write_doc(path: str, blocks: dict[str, str]) -> None:
+    """Write each ``{block: text}`` into the markers of ``path`` that it has (at least one)."""
+    doc = Path(path).read_text()
+    present = {b: t for b, t in blocks.items() if all(m in doc for m in markers(b))}
+    if not present:
+        names = " or ".join(f"softeq-{b}" for b in blocks)
+        raise ValueError(f"{path} has no {names} block to write the tables into")
+    for block, text in present.items():
+        replace_marked_block(path, *markers(block), text)
 
 
 def previous_runs(paths: list[str], output: str | None = None) -> list[dict]:
@@ -559,9 +560,7 @@ def main(argv: list[str] | None = None) -> None:
         print(text)
         table = describe(results) + "\n\n" + results_table(results, tasks, methods)
         for path in args.write_doc:  # the full text, or only the main table (README)
-            full = write_block(path, text, "results", required=False)
-            if not (write_block(path, table, "table", required=False) or full):
-                raise ValueError(f"{path} has no softeq-results or softeq-table block")
+            write_doc(path, {"results": text, "table": table})
         return
     name = "quick" if args.quick else args.protocol
     seeds = args.seeds or (1 if name == "quick" else 3)

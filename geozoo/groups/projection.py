@@ -42,6 +42,7 @@ __all__ = [
     "null_space",
     "sparse_block_diagonal",
     "sparse_csr",
+    "sparse_dtype",
     "sparse_projector",
 ]
 
@@ -205,9 +206,10 @@ class EquivariantProjector:
     def __call__(self, weight: Tensor) -> Tensor:
         if weight.ndim == 2:  # one sparse product (the common case inside layers)
             self._check(weight)
-            matrix = self.sparse(weight.dtype, weight.device)  # symmetric: its own transpose
-            flat = SparseLinearMap.apply(matrix, matrix, weight.reshape(-1, 1))
-            return flat.reshape(self.shape)
+            dtype = sparse_dtype(weight.dtype)
+            matrix = self.sparse(dtype, weight.device)  # symmetric: its own transpose
+            flat = SparseLinearMap.apply(matrix, matrix, weight.reshape(-1, 1).to(dtype))
+            return flat.reshape(self.shape).to(weight.dtype)
         t = self._tensors(weight.dtype, weight.device)
         lead = weight.shape[:-2]
         d = self.group.n
@@ -343,6 +345,12 @@ def sparse_block_diagonal(blocks: Sequence[Tensor]) -> Tensor:
     return torch.sparse_coo_tensor(
         torch.cat(indices, dim=1), torch.cat(values), (offset, offset), check_invariants=False
     ).coalesce()
+
+
+def sparse_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype sparse products of ``dtype`` tensors run in: float32 for the 16-bit dtypes
+    (PyTorch's CPU sparse kernels have no bfloat16 or float16 versions), else ``dtype``."""
+    return torch.float32 if dtype in (torch.bfloat16, torch.float16) else dtype
 
 
 def sparse_csr(matrix: Tensor, dtype: torch.dtype, device: torch.device) -> Tensor:

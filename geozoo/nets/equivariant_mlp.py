@@ -40,6 +40,7 @@ from geozoo.groups.projection import (
     equivariant_projector,
     sparse_block_diagonal,
     sparse_csr,
+    sparse_dtype,
     sparse_projector,
 )
 from geozoo.groups.representations import Rep, Scalar, tensor_product_order
@@ -281,6 +282,7 @@ def _block_forward(
 
 #: how many tensors :func:`_block_forward` saves per block
 _SAVED = 7
+_sigmoid_backward = torch.ops.aten.sigmoid_backward.default
 
 
 def _block_backward(
@@ -293,9 +295,11 @@ def _block_backward(
     """Gradients of :func:`_block_forward` with respect to ``h`` and the four parameters (those
     ``needs`` asks for) from the gradient of its output."""
     h, weight, folded, factors, products, values, gates = saved
-    grad_pre = grad.new_zeros(folded.shape[0], grad.shape[-1])
+    # the values' rows are written whole, the gate rows only receive the index_add below
+    grad_pre = grad.new_empty(folded.shape[0], grad.shape[-1])
     torch.mul(grad, gates, out=grad_pre[: values.shape[0]])
-    grad_gates = torch.ops.aten.sigmoid_backward(grad * values, gates)
+    grad_pre[values.shape[0] :].zero_()
+    grad_gates = _sigmoid_backward(grad * values, gates)
     grad_pre.index_add_(0, gate.sigmoid_index, grad_gates)
     grad_folded = grad_pre @ products.T if needs[3] else None
     grad_bilinear_bias = grad_pre.sum(-1) if needs[4] else None
@@ -424,11 +428,41 @@ class EquivariantMLP(nn.Module):
             previous = self.hidden
         self.blocks = blocks
         self.head = RepLinear(previous, self.rep_out, dim, mode, group)
-        self._free = [m for m in self.modules() if isinstance(m, RepLinear) and m.mode == "free"]
-        self._projected = [
-            m for m in self.modules() if isinstance(m, RepLinear) and m.mode != "free"
-        ]
-        self._projectors: dict[tuple[torch.dtype, torch.device], Tensor] = {}
+        self._structure: tuple[nn.Module, ...] = ()
+        self._signatures = [_signature(m) for m in self._modules_in_order()]
+        self._layers()
+
+    def _modules_in_order(self) -> tuple[nn.Module, ...]:
+        """Each block's linear, bilinear (and its linear) and gate modules, then the head."""
+        modules = []
+        for block in self.blocks:
+            bilinear = block["bilinear"]
+            modules += [block["linear"], bilinear, bilinear.linear, block["gate"]]
+        return (*modules, self.head)
+
+    def _layers(self) -> list[RepLinear]:
+        """The :class:`RepLinear` layers in the order the network runs them.  A module replaced
+        since the last call is checked against the one it replaces (same kind, same
+        representations) and the layer lists and projectors are rebuilt."""
+        modules = self._modules_in_order()
+        if modules != self._structure:
+            places = [
+                f"blocks[{i}]{place}"
+                for i in range(len(self.blocks))
+                for place in ("['linear']", "['bilinear']", "['bilinear'].linear", "['gate']")
+            ]
+            for module, expected, where in zip(modules, self._signatures, [*places, "head"]):
+                if _signature(module) != expected:
+                    raise ValueError(
+                        f"EquivariantMLP.{where} must be a {expected[0].__name__} for "
+                        f"{expected[1]} over R^{self.dim} (what it replaces), got {module!r}"
+                    )
+            self._structure = modules
+            self._linears = [m for m in modules if isinstance(m, RepLinear)]
+            self._free = [m for m in self._linears if m.mode == "free"]
+            self._projected = [m for m in self._linears if m.mode != "free"]
+            self._projectors: dict[tuple[torch.dtype, torch.device], Tensor] = {}
+        return self._linears
 
     def _projector(self, dtype: torch.dtype, device: torch.device) -> Tensor:
         """Block-diagonal projector of every projected layer's ``vec(V)`` and bias (CSR)."""
@@ -445,11 +479,14 @@ class EquivariantMLP(nn.Module):
         """``(weight, bias)`` of every :class:`RepLinear`, as its ``effective_weight()`` and
         ``effective_bias()``, with all projections of the hard and RPP layers from one sparse
         product (one per layer and step would cost more than the layers themselves)."""
+        self._layers()
         params = {m: (m.weight, m.bias) for m in self._free}
         if self._projected:
             theta = torch.cat([t for m in self._projected for t in (m.weight.flatten(), m.bias)])
-            matrix = self._projector(theta.dtype, theta.device)  # symmetric: its own transpose
-            flat = SparseLinearMap.apply(matrix, matrix, theta.unsqueeze(-1)).squeeze(-1)
+            dtype = sparse_dtype(theta.dtype)  # 16-bit weights are projected in float32
+            matrix = self._projector(dtype, theta.device)  # symmetric: its own transpose
+            flat = SparseLinearMap.apply(matrix, matrix, theta.to(dtype).unsqueeze(-1))
+            flat = flat.squeeze(-1).to(theta.dtype)
             offset = 0
             for m in self._projected:
                 n_w, n_b = m.weight.numel(), m.bias.numel()
@@ -465,10 +502,8 @@ class EquivariantMLP(nn.Module):
         """The :class:`RepLinear` layers that are not hard-equivariant (those the projection-form
         regularizer acts on; with ``bilinear_group`` the bilinear layers are left out, as in
         Kim et al.'s code)."""
-        for module in self.modules():
-            if isinstance(module, RepLinear) and not (
-                module.mode == "equivariant" and self.mode != "equivariant"
-            ):
+        for module in self._layers():
+            if not (module.mode == "equivariant" and self.mode != "equivariant"):
                 yield module
 
     def forward(self, x: Tensor) -> Tensor:
@@ -486,10 +521,21 @@ class EquivariantMLP(nn.Module):
                 lin = F.linear(x, *params[block["linear"]])
                 x = block["gate"](lin + block["bilinear"](lin, *params[block["bilinear"].linear]))
             return F.linear(x, *params[self.head])
-        layers = [m for block in self.blocks for m in (block["linear"], block["bilinear"].linear)]
-        flat = [t for layer in (*layers, self.head) for t in params[layer]]
+        flat = [t for layer in self._linears for t in params[layer]]
         out = _FusedNetwork.apply(x.reshape(-1, expected), self, *flat)
         return out.reshape(*x.shape[:-1], out.shape[-1])
+
+
+def _signature(module: nn.Module) -> tuple:
+    """What :class:`EquivariantMLP` needs of a module in its place: its kind and the
+    representations (or, for a bilinear layer, the coordinates) it acts on."""
+    if isinstance(module, RepLinear):
+        return RepLinear, f"{module.rep_in} -> {module.rep_out}", module.dim
+    if isinstance(module, RepBilinear):
+        return RepBilinear, f"the products of the coordinates {module.ranges}", module.dim
+    if isinstance(module, GatedNonlinearity):
+        return GatedNonlinearity, f"{module.rep}", module.dim
+    return type(module), "", None
 
 
 class PlainMLP(nn.Module):

@@ -38,9 +38,15 @@ from typing import NamedTuple
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
+from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
 
 from geozoo.groups import MatrixGroup, get_group
-from geozoo.groups.projection import sparse_block_diagonal, sparse_csr, sparse_projector
+from geozoo.groups.projection import (
+    sparse_block_diagonal,
+    sparse_csr,
+    sparse_dtype,
+    sparse_projector,
+)
 from geozoo.groups.representations import Rep, Scalar
 from geozoo.objectives.base import Objective, ObjectiveOutput, StepContext
 from geozoo.objectives.sample_actions import (
@@ -81,35 +87,44 @@ class _HalfSquaredResiduals(torch.autograd.Function):
     :class:`ProjectionPenaltyOperator`): ``theta_i`` where row ``i`` of ``P_g`` is zero (no
     equivariant map uses the entry; ``free`` is 1 there), exactly zero where the row is ``e_i``
     (every equivariant map may take any value there), and ``((I - P_g) theta)_i`` on the
-    remaining rows, which ``matrix`` holds (``rows``: their places in the stacked ``(r_g)_g``).
-    ``I - P_g`` is an orthogonal projector, so ``dR_g / dtheta = r_g``: the backward pass reuses
-    the residuals of the forward pass instead of a second (transposed) product, and hands each
-    tensor its slice of the gradient directly (no concatenation in the graph).
+    remaining rows, which ``matrix`` holds, group by group.  So
+    ``2 R_g = free_g . theta^2 + ||M_g theta||^2`` with ``M_g`` the group's rows of ``matrix``, and
+    the residuals are never laid out as a ``(groups, size)`` array.  ``I - P_g`` is an orthogonal
+    projector, so
+    ``dR_g / dtheta = r_g``: the backward pass reuses ``M theta`` instead of a second
+    (transposed) product, adds each kept row's residual at its coordinate, and hands each tensor
+    its slice of the gradient directly (no concatenation in the graph).
     """
 
     @staticmethod
     def forward(ctx, parts: PenaltyParts, *tensors: Tensor) -> Tensor:  # type: ignore[override]
-        theta = torch.cat([t.reshape(-1) for t in tensors])
-        residual = theta * parts.free
-        residual.view(-1).scatter_(0, parts.rows, torch.mv(parts.matrix, theta))
-        ctx.save_for_backward(residual)
-        ctx.shapes = [t.shape for t in tensors]
-        return 0.5 * residual.square().sum(-1)
+        theta = _flatten_dense_tensors(tensors)
+        inner = torch.mv(parts.matrix, theta).view(len(parts.free), parts.width)
+        values = torch.mv(parts.free, theta * theta).add_(torch.linalg.vecdot(inner, inner))
+        ctx.save_for_backward(theta, inner)
+        ctx.parts = parts
+        return values.mul_(0.5)
 
     @staticmethod
     def backward(ctx, grad: Tensor):  # type: ignore[override]
-        (residual,) = ctx.saved_tensors
-        pieces = (grad @ residual).split([shape.numel() for shape in ctx.shapes])
-        return None, *(p.view(shape) for p, shape in zip(pieces, ctx.shapes))
+        theta, inner = ctx.saved_tensors
+        parts = ctx.parts
+        # sum_g grad_g r_g: theta_i weighted by the groups whose row i of P_g is zero, plus each
+        # kept row's residual at its coordinate
+        flat = torch.mv(parts.free.T, grad).mul_(theta)
+        flat.index_add_(0, parts.coordinate, (inner * grad.unsqueeze(-1)).view(-1))
+        return None, *_unflatten_dense_tensors(flat, parts.shapes)
 
 
 class PenaltyParts(NamedTuple):
     """The operands of :class:`_HalfSquaredResiduals` in one dtype on one device."""
 
-    matrix: Tensor  # sparse CSR: the rows of the stacked (I - P_g)_g that enter the product
-    rows: Tensor  # their places in the flattened (groups, size) residual
+    matrix: Tensor  # sparse CSR (groups * width, size): each group's kept rows of I - P_g
+    coordinate: Tensor  # (groups * width,): the entry of theta each row is the residual of
+    width: int  # rows per group in matrix
     free: Tensor  # (groups, size): 1 where the row of P_g is zero, else 0
     scale: Tensor  # (groups,): the factor of each R_g (normalize), else ones
+    shapes: list[Tensor]  # the shapes of the tensors theta is made of (meta tensors)
 
 
 class ProjectionPenaltyOperator:
@@ -163,14 +178,26 @@ class ProjectionPenaltyOperator:
         ).coalesce()
         keep = residual.values().abs() > 1e-12
         rows, cols = residual.indices()[:, keep]
+        # the kept rows of each group in a (groups, width) layout (empty rows pad the groups
+        # with fewer): R_g sums along one axis, and grad_g scales one row of it
         kept, compressed = torch.unique(rows, return_inverse=True)
+        group = kept // size
+        counts = torch.bincount(group, minlength=n)
+        self._width = width = int(counts.max()) if len(kept) else 0
+        place = group * width + torch.arange(len(kept)) - (torch.cumsum(counts, 0) - counts)[group]
         self._matrix64 = torch.sparse_coo_tensor(
-            torch.stack([compressed, cols]),
+            torch.stack([place[compressed], cols]),
             residual.values()[keep],
-            (len(kept), size),
+            (n * width, size),
             check_invariants=False,
         ).coalesce()
-        self._rows = kept
+        # each kept row's coordinate: where its residual goes in the gradient (the padding's
+        # residuals are 0)
+        self._coordinate = torch.zeros(n * width, dtype=torch.long)
+        self._coordinate[place] = kept % size
+        self._shapes = [
+            torch.empty(t.shape, device="meta") for layer in self.layers for t in _weights(layer)
+        ]
         self._free64 = torch.ones(n * size, dtype=torch.float64)
         self._free64[used] = 0.0
         self._free64 = self._free64.view(n, size)
@@ -185,17 +212,17 @@ class ProjectionPenaltyOperator:
             with torch.inference_mode(False):
                 self._cast[key] = PenaltyParts(
                     sparse_csr(self._matrix64, dtype, device),
-                    self._rows.to(device),
+                    self._coordinate.to(device),
+                    self._width,
                     self._free64.to(device=device, dtype=dtype),
                     self._scale64.to(device=device, dtype=dtype),
+                    self._shapes,
                 )
         return self._cast[key]
 
     def parameters(self) -> list[Tensor]:
         """Every layer's effective weight and bias, in the operator's order."""
-        return [
-            t for layer in self.layers for t in (layer.effective_weight(), layer.effective_bias())
-        ]
+        return [t for layer in self.layers for t in _weights(layer)]
 
     def parameters_vector(self) -> Tensor:
         """``theta``: the concatenation of :meth:`parameters`, flattened."""
@@ -203,9 +230,18 @@ class ProjectionPenaltyOperator:
 
     def __call__(self) -> Tensor:
         tensors = self.parameters()
-        parts = self.parts(tensors[0].dtype, tensors[0].device)
+        dtype = tensors[0].dtype
+        # the sparse kernels have no 16-bit CPU versions: such networks are penalized in float32
+        compute = sparse_dtype(dtype)
+        if compute != dtype:
+            tensors = [t.to(compute) for t in tensors]
+        parts = self.parts(compute, tensors[0].device)
         values = _HalfSquaredResiduals.apply(parts, *tensors)
-        return values * parts.scale if self.normalize else values
+        return (values * parts.scale if self.normalize else values).to(dtype)
+
+
+def _weights(layer: nn.Module) -> tuple[Tensor, Tensor]:
+    return layer.effective_weight(), layer.effective_bias()
 
 
 def _sparse_trace(matrix: Tensor) -> float:
@@ -230,9 +266,11 @@ def projection_penalties(
     groups = tuple(get_group(g) for g in groups)
     per_network = _OPERATORS.setdefault(network, {})
     key = (groups, normalize)
-    if key not in per_network:
-        per_network[key] = ProjectionPenaltyOperator(network, groups, normalize)
-    return per_network[key]()
+    operator = per_network.get(key)
+    # rebuilt when a layer of the network has been replaced since
+    if operator is None or operator.layers != _rep_linears(network):
+        operator = per_network[key] = ProjectionPenaltyOperator(network, groups, normalize)
+    return operator()
 
 
 def projection_penalty(network: nn.Module, group: MatrixGroup | str) -> Tensor:

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from geozoo.groups.representations import get_group
-from geozoo.nets.equivariant_mlp import EquivariantMLP, PlainMLP, as_rep
+from geozoo.nets.equivariant_mlp import EquivariantMLP, PlainMLP, RepLinear, as_rep
 from geozoo.zoo import create_model
 
 
@@ -263,3 +263,56 @@ def test_fused_network_trains_under_autocast() -> None:
     for g, r in zip(*grads):
         assert g.dtype == torch.float32
         torch.testing.assert_close(g, r)
+
+
+def test_hard_network_runs_in_bfloat16() -> None:
+    """The projections of 16-bit weights run in float32 (the CPU sparse kernels have no bf16
+    version) and come back in the weights' dtype: the hard model's map, rounded."""
+    torch.manual_seed(0)
+    net = EquivariantMLP(
+        [2, 2], [1, 1, 1], hidden=(4, 3, 1), num_blocks=2, mode="equivariant", group="o3"
+    )
+    x = torch.randn(5, 8)
+    reference = net(x)
+    half = net.bfloat16()
+    assert half.head.effective_weight().dtype == torch.bfloat16
+    out = half(x.bfloat16())
+    assert out.dtype == torch.bfloat16
+    torch.testing.assert_close(out.float(), reference, atol=0.05, rtol=0.05)
+    out.float().square().sum().backward()
+    assert all(p.grad.dtype == torch.bfloat16 for p in half.parameters())
+
+
+def test_a_replaced_layer_is_used_or_refused_with_what_was_expected() -> None:
+    """A layer replaced after construction by one of the same kind and representations takes
+    part in the fused network (the modules' map, the new layer's parameters); anything else is
+    refused, naming the place, what it expected and what it got."""
+    torch.manual_seed(0)
+    net = EquivariantMLP([2, 2], [1, 1, 1], hidden=(4, 3, 1), num_blocks=2, bilinear=(2, 2))
+    net = net.double()
+    old = net.blocks[1]["linear"]
+    new = RepLinear(old.rep_in, old.rep_out).double()
+    net.blocks[1]["linear"] = new
+    x = torch.randn(4, 8, dtype=torch.float64)
+    torch.testing.assert_close(net(x), _modules_forward(net, x), rtol=1e-12, atol=1e-12)
+    assert new in list(net.rep_linears()) and old not in list(net.rep_linears())
+    net(x).sum().backward()
+    assert new.weight.grad is not None and old.weight.grad is None
+    # a hard layer in a free network's place is projected with the others
+    bilinear = net.blocks[0]["bilinear"]
+    hard = RepLinear(
+        bilinear.linear.rep_in, bilinear.linear.rep_out, mode="equivariant", group="o3"
+    )
+    bilinear.linear = hard.double()
+    torch.testing.assert_close(net(x), _modules_forward(net, x), rtol=1e-12, atol=1e-12)
+    net.blocks[1]["linear"] = RepLinear(old.rep_out, old.rep_in)
+    with pytest.raises(ValueError, match=r"blocks\[1\]\['linear'\] must be a RepLinear for .* got"):
+        net(x)
+    net.blocks[1]["linear"] = new
+    net.head = torch.nn.Linear(19, 12)
+    with pytest.raises(ValueError, match=r"head must be a RepLinear for .* got Linear"):
+        net(x)
+    net.head = RepLinear(net.hidden, net.rep_out).double()
+    net.blocks[0]["gate"] = torch.nn.SiLU()
+    with pytest.raises(ValueError, match=r"blocks\[0\]\['gate'\] must be a GatedNonlinearity"):
+        net(x)

@@ -90,6 +90,44 @@ def test_fused_penalty_gradient_and_normalized_variant() -> None:
         MixedSymmetryRegularizer(CANDIDATES, form="sample", normalize=True)
 
 
+def test_penalty_of_bfloat16_networks_replaced_layers_and_no_constrained_rows() -> None:
+    """A bfloat16 network is penalized in float32 (no 16-bit sparse CPU kernels) with values
+    and gradients in bfloat16; a layer replaced after the first call is the one penalized; and a
+    network every group leaves unconstrained has zero penalties and gradients."""
+    net = _net().float()
+    reference = projection_penalties(net, CANDIDATES).detach()
+    half = net.bfloat16()
+    values = projection_penalties(half, CANDIDATES)
+    assert values.dtype == torch.bfloat16
+    torch.testing.assert_close(values.float().detach(), reference, rtol=2e-2, atol=1e-2)
+    values.sum().backward()
+    assert all(p.grad.dtype == torch.bfloat16 for p in half.parameters())
+
+    net = _net()
+    before = projection_penalties(net, CANDIDATES).detach()
+    old = net.blocks[0]["linear"]
+    net.blocks[0]["linear"] = RepLinear(old.rep_in, old.rep_out).double()
+    with torch.no_grad():
+        net.blocks[0]["linear"].weight.copy_(2 * old.weight)
+        net.blocks[0]["linear"].bias.copy_(2 * old.bias)
+    after = projection_penalties(net, CANDIDATES).detach()
+    expected = before.clone()
+    for k, name in enumerate(CANDIDATES):  # R_g is quadratic: the layer's share is 4 times
+        share = 0.0
+        for param, rep_in in ((old.weight, old.rep_in), (old.bias, Scalar)):
+            dense = equivariant_projector(get_group(name), old.rep_out, rep_in).matrix()
+            w = param.detach().reshape(-1)
+            share += 0.5 * float((w - dense @ w).square().sum())
+        expected[k] += 3 * share
+    torch.testing.assert_close(after, expected)
+
+    scalars = EquivariantMLP([3], [1], hidden=(4,), num_blocks=1, bilinear=(2, 0)).double()
+    values = projection_penalties(scalars, ["o3", "o2_z"])
+    assert values.tolist() == [0.0, 0.0]
+    values.sum().backward()
+    assert all(float(p.grad.abs().sum()) == 0.0 for p in scalars.parameters())
+
+
 @pytest.mark.parametrize("group", ["o3", "o2_z", "so3_scaling"])
 def test_zero_for_equivariant_positive_otherwise(group: str) -> None:
     x = torch.randn(16, 8, dtype=torch.float64)
