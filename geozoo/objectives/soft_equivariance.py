@@ -38,7 +38,6 @@ from typing import NamedTuple
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
-from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
 
 from geozoo.groups import MatrixGroup, get_group
 from geozoo.groups.projection import (
@@ -98,7 +97,7 @@ class _HalfSquaredResiduals(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, parts: PenaltyParts, *tensors: Tensor) -> Tensor:  # type: ignore[override]
-        theta = _flatten_dense_tensors(tensors)
+        theta = torch.cat([t.reshape(-1) for t in tensors])
         inner = torch.mv(parts.matrix, theta).view(len(parts.free), parts.width)
         values = torch.mv(parts.free, theta * theta).add_(torch.linalg.vecdot(inner, inner))
         ctx.save_for_backward(theta, inner)
@@ -113,7 +112,8 @@ class _HalfSquaredResiduals(torch.autograd.Function):
         # kept row's residual at its coordinate
         flat = torch.mv(parts.free.T, grad).mul_(theta)
         flat.index_add_(0, parts.coordinate, (inner * grad.unsqueeze(-1)).view(-1))
-        return None, *_unflatten_dense_tensors(flat, parts.shapes)
+        pieces = flat.split([shape.numel() for shape in parts.shapes])
+        return None, *(piece.view(shape) for piece, shape in zip(pieces, parts.shapes))
 
 
 class PenaltyParts(NamedTuple):
@@ -124,7 +124,7 @@ class PenaltyParts(NamedTuple):
     width: int  # rows per group in matrix
     free: Tensor  # (groups, size): 1 where the row of P_g is zero, else 0
     scale: Tensor  # (groups,): the factor of each R_g (normalize), else ones
-    shapes: list[Tensor]  # the shapes of the tensors theta is made of (meta tensors)
+    shapes: list[torch.Size]  # the shapes of the tensors theta is made of
 
 
 class ProjectionPenaltyOperator:
@@ -195,9 +195,7 @@ class ProjectionPenaltyOperator:
         # residuals are 0)
         self._coordinate = torch.zeros(n * width, dtype=torch.long)
         self._coordinate[place] = kept % size
-        self._shapes = [
-            torch.empty(t.shape, device="meta") for layer in self.layers for t in _weights(layer)
-        ]
+        self._shapes = [t.shape for layer in self.layers for t in _weights(layer)]
         self._free64 = torch.ones(n * size, dtype=torch.float64)
         self._free64[used] = 0.0
         self._free64 = self._free64.view(n, size)
