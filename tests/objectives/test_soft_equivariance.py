@@ -3,6 +3,7 @@ exactly equivariant models, strength tuning on a toy, and DDP synchronisation on
 
 from __future__ import annotations
 
+import gc
 import os
 import tempfile
 
@@ -367,6 +368,10 @@ def _ddp_fast_path_worker(rank: int, world: int, port: int, path: str) -> None:
         },
         os.path.join(path, f"rank{rank}.pt"),
     )
+    # DDP's reducer holds the process group: freed after destroy_process_group, it would join the
+    # gloo threads while holding the GIL that a finishing broadcast of theirs may need (deadlock)
+    del model
+    gc.collect()
     dist.destroy_process_group()
 
 
