@@ -89,10 +89,9 @@ class _HalfSquaredResiduals(torch.autograd.Function):
     remaining rows, which ``matrix`` holds, group by group.  So
     ``2 R_g = free_g . theta^2 + ||M_g theta||^2`` with ``M_g`` the group's rows of ``matrix``, and
     the residuals are never laid out as a ``(groups, size)`` array.  ``I - P_g`` is an orthogonal
-    projector, so
-    ``dR_g / dtheta = r_g``: the backward pass reuses ``M theta`` instead of a second
-    (transposed) product, adds each kept row's residual at its coordinate, and hands each tensor
-    its slice of the gradient directly (no concatenation in the graph).
+    projector, so ``dR_g / dtheta = r_g``: the backward pass reuses ``M theta`` instead of a
+    second (transposed) product, adds each kept row's residual at its coordinate, and hands each
+    tensor its slice of the gradient directly (no concatenation in the graph).
     """
 
     @staticmethod
