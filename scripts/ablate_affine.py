@@ -180,7 +180,7 @@ def table(rows: list[dict]) -> str:
         "|---|---|---|" + "---|" * (len(keys) + len(TEST_RANGES)),
     ]
     for name in dict.fromkeys(r["variant"] for r in rows):
-        runs = [r for r in rows if r["variant"] == name]
+        runs = sorted((r for r in rows if r["variant"] == name), key=lambda r: r["seed"])
         cells = [mean_std([r["scores"][key] for r in runs], digits=2) for key in keys]
         paired = [r for r in runs if r["seed"] in recipe]
         for key in TEST_RANGES:
