@@ -110,7 +110,7 @@ class _HalfSquaredResiduals(torch.autograd.Function):
         # sum_g grad_g r_g: theta_i weighted by the groups whose row i of P_g is zero, plus each
         # kept row's residual at its coordinate
         flat = torch.mv(parts.free.T, grad).mul_(theta)
-        flat.index_add_(0, parts.coordinate, (inner * grad.unsqueeze(-1)).view(-1))
+        flat.scatter_add_(0, parts.coordinate, (inner * grad.unsqueeze(-1)).view(-1))
         pieces = flat.split([shape.numel() for shape in parts.shapes])
         return None, *(piece.view(shape) for piece, shape in zip(pieces, parts.shapes))
 
