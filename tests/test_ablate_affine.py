@@ -88,7 +88,8 @@ def test_docs_table_is_the_one_the_log_prints(capsys):
     command = doc[doc.index("python scripts/ablate_affine.py --variants recipe") :]
     variants = command[: command.index("--seeds")].split("--variants")[1].replace("\\", " ").split()
     log = ROOT / "docs" / "affine_ablation_runs.jsonl"
-    script.main(["--variants", *variants, "--log", str(log), "--table-only"])
+    recipe = command.split("--recipe")[1].split()[0]
+    script.main(["--variants", *variants, "--recipe", recipe, "--log", str(log), "--table-only"])
     printed = capsys.readouterr().out.strip()
     block = doc[doc.index(script.BEGIN) + len(script.BEGIN) : doc.index(script.END)].strip()
     assert block == printed
