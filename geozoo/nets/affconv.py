@@ -218,8 +218,8 @@ SL2_LIMITS = replace(
     "+-25 degrees on the 40x40 frame and the 16-32-64-64 trunk; it has not been retrained with "
     "the +-60-degree range that the ablation in docs/affine.md found worth about 4 wide points for "
     "`affconv_gl2_mnist` at the same sample count. SL(2) keeps area, so unlike GL+(2) it cannot "
-    "undo the wide test's scales "
-    "(0.6-1.5, areas 0.36-2.25): it is not expected to reach the wide target of 93%.",
+    "undo the wide test's scales (0.6-1.5, areas 0.36-2.25): it is not expected to reach the wide "
+    "target of 93%.",
 )
 
 
