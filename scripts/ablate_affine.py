@@ -197,6 +197,14 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _record(record: dict, log: Path | None) -> None:
+    """Print one scored run and, with ``--log``, append it to the log."""
+    if log is not None:
+        with log.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+    print(json.dumps(record), flush=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--recipe", default="affconv_gl2_mnist")
@@ -242,9 +250,7 @@ def main(argv: list[str] | None = None) -> None:
             "limit_train": None,
             "scores": validation_scores(run.network, run.datamodule, ns.copies),
         }
-        with ns.log.open("a") as f:
-            f.write(json.dumps(record) + "\n")
-        print(json.dumps(record), flush=True)
+        _record(record, ns.log)
     for name in ns.published:
         network = create_model(name, pretrained=True)
         data = MNISTDataModule(source="offline", pad_to=40, test_sets=["clean"])
@@ -258,9 +264,7 @@ def main(argv: list[str] | None = None) -> None:
             "limit_train": None,
             "scores": validation_scores(network, data, ns.copies),
         }
-        with ns.log.open("a") as f:
-            f.write(json.dumps(record) + "\n")
-        print(json.dumps(record), flush=True)
+        _record(record, ns.log)
     if ns.checkpoints or ns.published:
         return
 

@@ -93,3 +93,13 @@ def test_docs_table_is_the_one_the_log_prints(capsys):
     printed = capsys.readouterr().out.strip()
     block = doc[doc.index(script.BEGIN) + len(script.BEGIN) : doc.index(script.END)].strip()
     assert block == printed
+
+
+def test_scored_runs_are_printed_and_logged_only_with_a_log(tmp_path, capsys):
+    script, record = _script(), _run("published affconv_gl2_mnist", 0, 90.0)
+    script._record(record, None)  # --published / --checkpoints without --log: printed only
+    assert json.loads(capsys.readouterr().out) == record
+    log = tmp_path / "runs.jsonl"
+    script._record(record, log)
+    script._record(record, log)
+    assert [json.loads(line) for line in log.read_text().splitlines()] == [record, record]
