@@ -197,6 +197,20 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _full_budget_run(name: str, changes: dict, seed: int | None, scores: dict) -> dict:
+    """The log record of a run trained with its recipe's whole budget (a ``geozoo fit``
+    checkpoint or a published entry), named by where it came from."""
+    return {
+        "recipe": name,
+        "variant": name,
+        "changes": changes,
+        "seed": seed,
+        "epochs": None,
+        "limit_train": None,
+        "scores": scores,
+    }
+
+
 def _record(record: dict, log: Path | None) -> None:
     """Print one scored run and, with ``--log``, append it to the log."""
     if log is not None:
@@ -241,35 +255,20 @@ def main(argv: list[str] | None = None) -> None:
     for checkpoint in ns.checkpoints:
         run = load_fit_checkpoint(checkpoint)
         run.datamodule.setup()
-        record = {
-            "recipe": str(checkpoint),
-            "variant": str(checkpoint),
-            "changes": {k: run.arguments.get(k) for k in SHOWN if k in run.arguments},
-            "seed": run.seed,
-            "epochs": None,
-            "limit_train": None,
-            "scores": validation_scores(run.network, run.datamodule, ns.copies),
-        }
-        _record(record, ns.log)
+        changes = {k: run.arguments.get(k) for k in SHOWN if k in run.arguments}
+        scores = validation_scores(run.network, run.datamodule, ns.copies)
+        _record(_full_budget_run(str(checkpoint), changes, run.seed, scores), ns.log)
     for name in ns.published:
         network = create_model(name, pretrained=True)
         data = MNISTDataModule(source="offline", pad_to=40, test_sets=["clean"])
         data.setup()
-        record = {
-            "recipe": f"published {name}",
-            "variant": f"published {name}",
-            "changes": {},
-            "seed": None,
-            "epochs": None,
-            "limit_train": None,
-            "scores": validation_scores(network, data, ns.copies),
-        }
-        _record(record, ns.log)
+        scores = validation_scores(network, data, ns.copies)
+        _record(_full_budget_run(f"published {name}", {}, None, scores), ns.log)
     if ns.checkpoints or ns.published:
         return
 
     if ns.log is None:
-        p.error("--log is required (except with --canvas-coverage)")
+        p.error("--log is required (except with --canvas-coverage, --checkpoints or --published)")
     variants = [(name, ABLATIONS[name]) for name in ns.variants] + ns.variant
     if not ns.table_only:
         for name, changes in variants:
