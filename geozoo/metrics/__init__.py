@@ -1,6 +1,10 @@
 """geozoo.metrics"""
 
-from geozoo.metrics.calibration import expected_calibration_error, reliability_diagram
+from geozoo.metrics.calibration import (
+    expected_calibration_error,
+    fit_temperature,
+    reliability_diagram,
+)
 from geozoo.metrics.equivariance import EquivarianceError
 from geozoo.metrics.pass_at_k import PassAtK, pass_at_k
 from geozoo.metrics.regression import average_displacement_error
@@ -13,6 +17,7 @@ __all__ = [
     "VerificationAccuracy",
     "average_displacement_error",
     "expected_calibration_error",
+    "fit_temperature",
     "pass_at_k",
     "reliability_diagram",
 ]

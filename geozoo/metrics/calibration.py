@@ -17,6 +17,7 @@ torchmetrics does not return.  Functions here return ECE as a fraction in [0, 1]
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -32,6 +33,7 @@ __all__ = [
     "CalibrationBins",
     "calibration_bins",
     "expected_calibration_error",
+    "fit_temperature",
     "reliability_diagram",
 ]
 
@@ -208,3 +210,71 @@ def reliability_diagram(
     if title:
         ax.set_title(title)
     return fig
+
+
+def _mean_nll_slope(logits: Tensor, targets: Tensor, beta: float) -> float:
+    """d/d(beta) of the mean negative log-likelihood of ``softmax(beta * logits)``:
+    ``mean(E_p[z] - z_y)``, increasing in ``beta`` (its derivative is ``Var_p(z) >= 0``)."""
+    probs = torch.softmax(beta * logits, -1)
+    expected = (probs * logits).sum(-1)
+    return float((expected - logits.gather(1, targets[:, None]).squeeze(1)).mean())
+
+
+def fit_temperature(
+    logits: Tensor,
+    targets: Tensor,
+    bounds: tuple[float, float] = (0.01, 100.0),
+    iterations: int = 200,
+) -> float:
+    """The temperature ``T`` that minimises the mean negative log-likelihood of
+    ``softmax(logits / T)`` on held-out ``(logits, targets)`` (temperature scaling, Guo et al.
+    2017, "On calibration of modern neural networks", Sec. 4.2).
+
+    The likelihood is convex in ``beta = 1 / T`` (a log-sum-exp of functions linear in
+    ``beta``), so its slope is increasing and bisection on it, in log space and float64, finds
+    the minimum to float precision; no optimiser or learning rate is involved. When the minimum
+    lies outside ``bounds`` (e.g. every sample is classified correctly, so the likelihood keeps
+    rising as ``T -> 0``), the nearer bound is returned.
+
+    Args:
+        logits: ``(N, C)`` logits of a held-out set (any float dtype; computed in float64).
+        targets: ``(N,)`` integer labels in ``[0, C)``.
+        bounds: the range ``(low, high)`` searched for ``T``, ``0 < low < high``.
+        iterations: bisection steps (200 reach float64 resolution for the default bounds).
+
+    Returns:
+        ``T`` as a Python float; divide the logits by it.
+    """
+    if logits.ndim != 2 or logits.shape[1] < 2 or logits.shape[0] < 1:
+        raise ValueError(
+            f"expected logits of shape (N, C) with N >= 1 and C >= 2, got {tuple(logits.shape)}"
+        )
+    if targets.shape != logits.shape[:1] or targets.is_floating_point():
+        raise ValueError(
+            f"expected integer targets of shape ({logits.shape[0]},), got "
+            f"{tuple(targets.shape)} of dtype {targets.dtype}"
+        )
+    low, high = bounds
+    if not 0 < low < high < math.inf:
+        raise ValueError(f"expected bounds 0 < low < high < inf, got {bounds}")
+    logits = logits.detach().double()
+    targets = targets.to(logits.device).long()
+    if not bool(torch.isfinite(logits).all()):
+        raise ValueError("logits must be finite to fit a temperature")
+    if bool(((targets < 0) | (targets >= logits.shape[1])).any()):
+        raise ValueError(
+            f"targets must lie in [0, {logits.shape[1]}), got values from "
+            f"{int(targets.min())} to {int(targets.max())}"
+        )
+    log_beta_low, log_beta_high = -math.log(high), -math.log(low)
+    if _mean_nll_slope(logits, targets, math.exp(log_beta_low)) >= 0:
+        return high
+    if _mean_nll_slope(logits, targets, math.exp(log_beta_high)) <= 0:
+        return low
+    for _ in range(iterations):
+        middle = 0.5 * (log_beta_low + log_beta_high)
+        if _mean_nll_slope(logits, targets, math.exp(middle)) < 0:
+            log_beta_low = middle
+        else:
+            log_beta_high = middle
+    return math.exp(-0.5 * (log_beta_low + log_beta_high))

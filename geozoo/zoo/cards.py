@@ -58,6 +58,18 @@ def _seeds(summary: dict[str, Any]) -> list[str]:
     ]
 
 
+def _calibration(scaling: dict[str, Any]) -> list[str]:
+    before, after = scaling["validation_before"], scaling["validation_after"]
+    return [
+        "## Calibration",
+        f"The logits are divided by the temperature T = {scaling['temperature']}, fitted by "
+        f"likelihood on {scaling['fitted_on']} (temperature scaling, Guo et al. 2017) and folded "
+        f"into `{scaling['layer']}`; predictions are those of the trained network. On those "
+        f"samples the NLL went from {before['nll']} to {after['nll']} and the ECE from "
+        f"{before['ece']}% to {after['ece']}%.",
+    ]
+
+
 def render_model_card(config: dict[str, Any]) -> str:
     """Markdown card listing the architecture, input spec, metrics and the commands behind them."""
     name = config["name"]
@@ -103,6 +115,8 @@ def render_model_card(config: dict[str, Any]) -> str:
     ]
     if "seeds" in config:
         sections += _seeds(config["seeds"])
+    if "temperature_scaling" in config.get("export", {}):
+        sections += _calibration(config["export"]["temperature_scaling"])
     if measurement_rows:
         sections += ["## Measurements", _table(measurement_rows), measured.get("note", "")]
     if config.get("comparison"):

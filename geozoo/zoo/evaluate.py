@@ -10,7 +10,7 @@ from torch import nn
 
 from geozoo.zoo.registry import pretrained_cfg
 
-__all__ = ["evaluate_entry", "held_out_loaders"]
+__all__ = ["evaluate_entry", "held_out_loaders", "validation_loader"]
 
 
 def held_out_loaders(datamodule: Any) -> dict[str, Any]:
@@ -22,6 +22,14 @@ def held_out_loaders(datamodule: Any) -> dict[str, Any]:
     if not isinstance(loaders, list | tuple):
         loaders = [loaders]
     return {f"test{i}" if i else "test": loader for i, loader in enumerate(loaders)}
+
+
+def validation_loader(datamodule: Any) -> Any:
+    """The validation loader of a data module (after ``setup("fit")``)."""
+    if not hasattr(datamodule, "val_dataloader"):
+        raise TypeError(f"{type(datamodule).__name__} has no val_dataloader() to calibrate on")
+    datamodule.setup("fit")
+    return datamodule.val_dataloader()
 
 
 def evaluate_entry(name: str, config: Mapping[str, Any], model: nn.Module) -> dict[str, float]:

@@ -131,6 +131,11 @@ class PretrainedCfg:
         primary_metric: the metric that ranks seeds (the published one is the median);
             default the first ``*/acc`` that ``metrics`` returns.
         export: ``(trained network in eval mode) -> Published``; default: publish as trained.
+        temperature_layer: for a classifier, the ``nn.Linear`` submodule that computes the
+            logits (e.g. ``"head.4"``). Publishing then fits a temperature on the recipe's
+            validation data and folds it into that layer (:mod:`geozoo.zoo.calibrate`), so the
+            published logits are calibrated and every prediction is unchanged; the card records
+            the temperature and the validation NLL and ECE before and after.
         measure: ``(published network, its builder arguments, {test set: loader}) ->
             {name: value}`` for the card's ``measurements`` (machine-independent numbers only,
             e.g. equivariance errors; never timings: those belong to ``scripts/bench_*.py``).
@@ -142,6 +147,7 @@ class PretrainedCfg:
     metrics: Metrics = classification_metrics
     primary_metric: str | None = None
     export: Callable[[nn.Module], Published] | None = None
+    temperature_layer: str | None = None
     measure: Measure | None = None
     description: str = ""
     data_description: str = ""

@@ -3,8 +3,8 @@
 ``publish(name, runs)`` takes one or more trained runs of the registered model ``name`` (from
 :func:`geozoo.zoo.recipes.train_recipe`, i.e. ``geozoo zoo train``, or from ``geozoo fit``
 checkpoints via :func:`geozoo.zoo.recipes.load_fit_checkpoint`, i.e. ``geozoo zoo export``) and,
-for each, applies the export step and the metrics that the builder declares
-(:class:`geozoo.zoo.pretrained.PretrainedCfg`). Over several seeds it reports the mean and
+for each, applies the export step, the temperature scaling (fitted on validation data) and the
+metrics that the builder declares (:class:`geozoo.zoo.pretrained.PretrainedCfg`). Over several seeds it reports the mean and
 standard deviation of every metric and publishes the median seed by the primary metric (never
 the best one). It writes the folder beside the target, checks that every shipped form reloads
 to the network it came from, and only then moves it into place.
@@ -23,8 +23,9 @@ from typing import Any
 
 import torch
 
+from geozoo.zoo.calibrate import fold_temperature_fitted_on
 from geozoo.zoo.cards import render_model_card
-from geozoo.zoo.evaluate import held_out_loaders
+from geozoo.zoo.evaluate import held_out_loaders, validation_loader
 from geozoo.zoo.factory import create_model
 from geozoo.zoo.hub import models_dir
 from geozoo.zoo.pretrained import PretrainedCfg, Published
@@ -102,6 +103,10 @@ def _candidate(name: str, cfg: PretrainedCfg, run: TrainedRun) -> _Candidate:
     run.network.eval()
     published = cfg.export(run.network) if cfg.export else Published(run.network)
     published.network.eval()
+    if cfg.temperature_layer is not None:
+        published.info["temperature_scaling"] = fold_temperature_fitted_on(
+            published.network, cfg.temperature_layer, validation_loader(run.datamodule)
+        )
     loaders = held_out_loaders(run.datamodule)
     metrics = cfg.metrics(published.network, loaders, run.num_classes)
     return _Candidate(run, published, {**run.arguments, **published.arguments}, loaders, metrics)

@@ -12,6 +12,7 @@ from torchmetrics.functional.classification import multiclass_calibration_error
 from geozoo.metrics.calibration import (
     calibration_bins,
     expected_calibration_error,
+    fit_temperature,
     reliability_diagram,
 )
 
@@ -103,3 +104,78 @@ def test_reliability_diagram_draws_bins(tmp_path) -> None:
     assert "ECE" in ax.get_legend().get_texts()[1].get_text()
     fig.savefig(tmp_path / "diagram.png")
     assert (tmp_path / "diagram.png").stat().st_size > 1000
+
+
+def _nll(logits: torch.Tensor, targets: torch.Tensor, temperature: float) -> float:
+    return float(torch.nn.functional.cross_entropy(logits.double() / temperature, targets))
+
+
+def _grid_temperature(logits: torch.Tensor, targets: torch.Tensor) -> float:
+    """The slow reference: the best of 4,001 temperatures spaced evenly in log T."""
+    grid = torch.logspace(-2, 2, 4001, dtype=torch.float64)
+    values = [_nll(logits, targets, float(t)) for t in grid]
+    return float(grid[min(range(len(values)), key=values.__getitem__)])
+
+
+@pytest.mark.parametrize("scale", [0.3, 1.0, 5.0])
+def test_fit_temperature_matches_a_brute_force_grid(scale: float) -> None:
+    g = torch.Generator().manual_seed(1)
+    logits = scale * torch.randn(400, 10, generator=g, dtype=torch.float64)
+    targets = torch.where(
+        torch.rand(400, generator=g) < 0.7,
+        logits.argmax(-1),
+        torch.randint(0, 10, (400,), generator=g),
+    )
+    fitted = fit_temperature(logits, targets)
+    grid = _grid_temperature(logits, targets)
+    assert fitted == pytest.approx(grid, rel=2.5e-3)  # the grid's step is 0.23% in T
+    assert _nll(logits, targets, fitted) <= _nll(logits, targets, grid) + 1e-12
+
+
+def test_fit_temperature_recovers_the_temperature_that_drew_the_labels() -> None:
+    g = torch.Generator().manual_seed(2)
+    logits = 4 * torch.randn(20_000, 5, generator=g, dtype=torch.float64)
+    targets = torch.multinomial(torch.softmax(logits / 2.5, -1), 1, generator=g).squeeze(1)
+    assert fit_temperature(logits, targets) == pytest.approx(2.5, rel=0.05)
+    # the fitted logits are calibrated where the raw ones were over-confident
+    raw = expected_calibration_error(logits, targets, from_logits=True)
+    scaled = expected_calibration_error(logits / 2.5, targets, from_logits=True)
+    assert scaled < 0.02 < raw
+
+
+def test_fit_temperature_on_extreme_and_low_precision_logits() -> None:
+    g = torch.Generator().manual_seed(3)
+    logits = 1e4 * torch.randn(200, 4, generator=g, dtype=torch.float64)
+    # every sample right: the likelihood keeps rising as T -> 0, so the lower bound comes back
+    assert fit_temperature(logits, logits.argmax(-1)) == 0.01
+    # some wrong at +-1e4: a finite optimum, found as by the float64 grid
+    targets = torch.where(
+        torch.arange(200) % 5 == 0, (logits.argmax(-1) + 1) % 4, logits.argmax(-1)
+    )
+    fitted = fit_temperature(logits, targets)
+    assert math.isfinite(fitted) and fitted == pytest.approx(
+        _grid_temperature(logits, targets), rel=2.5e-3
+    )
+    # bf16 logits are fitted in float64, exactly as their float64 values
+    half = (3 * torch.randn(300, 6, generator=g)).bfloat16()
+    labels = torch.randint(0, 6, (300,), generator=g)
+    assert fit_temperature(half, labels) == fit_temperature(half.double(), labels)
+    # all-wrong labels: the best temperature is the largest one allowed
+    assert fit_temperature(logits, (logits.argmax(-1) + 1) % 4) == 100.0
+
+
+@pytest.mark.parametrize(
+    ("logits", "targets", "kwargs", "message"),
+    [
+        (torch.zeros(5), torch.zeros(5, dtype=torch.long), {}, r"shape \(N, C\)"),
+        (torch.zeros(5, 1), torch.zeros(5, dtype=torch.long), {}, r"C >= 2"),
+        (torch.zeros(5, 3), torch.zeros(5), {}, "integer targets"),
+        (torch.zeros(5, 3), torch.zeros(4, dtype=torch.long), {}, r"shape \(5,\)"),
+        (torch.zeros(5, 3), torch.full((5,), 3), {}, r"\[0, 3\)"),
+        (torch.full((5, 3), math.nan), torch.zeros(5, dtype=torch.long), {}, "finite"),
+        (torch.zeros(5, 3), torch.zeros(5, dtype=torch.long), {"bounds": (1.0, 0.5)}, "bounds"),
+    ],
+)
+def test_fit_temperature_refuses_bad_input(logits, targets, kwargs, message) -> None:
+    with pytest.raises(ValueError, match=message):
+        fit_temperature(logits, targets, **kwargs)

@@ -1,0 +1,91 @@
+"""Temperature scaling of a published classifier, folded into its weights.
+
+Publishing fits one temperature on the recipe's validation data (never a test set) with
+:func:`geozoo.metrics.fit_temperature` and divides the weight and bias of the layer that computes
+the logits by it. The shipped network then outputs calibrated logits with nothing extra to load
+or apply, and every prediction is what it was (a positive scaling keeps the argmax).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from geozoo.metrics.calibration import expected_calibration_error, fit_temperature
+
+__all__ = ["fold_temperature", "fold_temperature_fitted_on"]
+
+
+@torch.no_grad()
+def fold_temperature(network: nn.Module, layer: str, temperature: float) -> None:
+    """Divide the weight and bias of ``network``'s submodule ``layer`` (an ``nn.Linear`` whose
+    output is the logits) by ``temperature``, in place."""
+    if not temperature > 0:
+        raise ValueError(f"expected a positive temperature, got {temperature!r}")
+    try:
+        linear = network.get_submodule(layer)
+    except AttributeError as error:
+        raise ValueError(
+            f"{type(network).__name__} has no submodule {layer!r} to fold a temperature into"
+        ) from error
+    if not isinstance(linear, nn.Linear):
+        raise TypeError(
+            f"the temperature is folded into an nn.Linear that computes the logits; "
+            f"{type(network).__name__}.{layer} is a {type(linear).__name__}"
+        )
+    linear.weight.div_(temperature)
+    if linear.bias is not None:
+        linear.bias.div_(temperature)
+
+
+@torch.no_grad()
+def _logits(network: nn.Module, batches: Iterable[Any]) -> tuple[torch.Tensor, torch.Tensor]:
+    outputs, labels = [], []
+    for inputs, targets in batches:
+        outputs.append(network(inputs).double())
+        labels.append(targets)
+    if not outputs:
+        raise ValueError("the validation loader is empty: no data to fit a temperature on")
+    return torch.cat(outputs), torch.cat(labels)
+
+
+def _summary(logits: torch.Tensor, targets: torch.Tensor) -> dict[str, float]:
+    return {
+        "nll": round(float(F.cross_entropy(logits, targets)), 4),
+        "ece": round(100 * expected_calibration_error(logits, targets, from_logits=True), 2),
+    }
+
+
+def fold_temperature_fitted_on(
+    network: nn.Module, layer: str, validation: Iterable[Any]
+) -> dict[str, Any]:
+    """Fit a temperature on ``validation`` batches ``(inputs, labels)`` of ``network`` (in eval
+    mode) and fold it into ``layer`` (:func:`fold_temperature`).
+
+    Returns:
+        JSON-ready facts for the card: the temperature, the number of samples it was fitted on,
+        and the validation NLL and ECE (percent, 15 bins) before and after.
+    """
+    was_training = network.training
+    network.eval()
+    logits, targets = _logits(network, validation)
+    temperature = fit_temperature(logits, targets)
+    fold_temperature(network, layer, temperature)
+    scaled, _ = _logits(network, validation)
+    if not torch.allclose(scaled, logits / temperature, rtol=1e-4, atol=1e-4):
+        raise RuntimeError(
+            f"{type(network).__name__}.{layer} does not compute the logits directly: dividing "
+            "its weights by the temperature did not divide the outputs by it"
+        )
+    network.train(was_training)
+    return {
+        "temperature": round(temperature, 4),
+        "layer": layer,
+        "fitted_on": f"{len(targets):,} validation samples",
+        "validation_before": _summary(logits, targets),
+        "validation_after": _summary(scaled, targets),
+    }
