@@ -4,10 +4,10 @@
 :func:`geozoo.zoo.recipes.train_recipe`, i.e. ``geozoo zoo train``, or from ``geozoo fit``
 checkpoints via :func:`geozoo.zoo.recipes.load_fit_checkpoint`, i.e. ``geozoo zoo export``) and,
 for each, applies the export step, the temperature scaling (fitted on validation data) and the
-metrics that the builder declares (:class:`geozoo.zoo.pretrained.PretrainedCfg`). Over several seeds it reports the mean and
-standard deviation of every metric and publishes the median seed by the primary metric (never
-the best one). It writes the folder beside the target, checks that every shipped form reloads
-to the network it came from, and only then moves it into place.
+metrics that the builder declares (:class:`geozoo.zoo.pretrained.PretrainedCfg`). Over several
+seeds it reports the mean and standard deviation of every metric and publishes the median seed
+by the primary metric (never the best one). It writes the folder beside the target, checks that
+every shipped form reloads to the network it came from, and only then moves it into place.
 """
 
 from __future__ import annotations
