@@ -234,7 +234,9 @@ def fit_temperature(
     ``beta``), so its slope is increasing and bisection on it, in log space and float64, finds
     the minimum to float precision; no optimiser or learning rate is involved. When the minimum
     lies outside ``bounds`` (e.g. every sample is classified correctly, so the likelihood keeps
-    rising as ``T -> 0``), the nearer bound is returned.
+    rising as ``T -> 0``), the nearer bound is returned; where the likelihood is flat over the
+    whole range (constant rows, or logits so large that every softmax is saturated at both
+    ends), 1 (no change, clipped into ``bounds``).
 
     Args:
         logits: ``(N, C)`` logits of a held-out set (any float dtype; computed in float64).
@@ -254,22 +256,34 @@ def fit_temperature(
             f"expected integer targets of shape ({logits.shape[0]},), got "
             f"{tuple(targets.shape)} of dtype {targets.dtype}"
         )
+    if not (isinstance(bounds, tuple | list) and len(bounds) == 2):
+        raise ValueError(f"expected bounds as a pair (low, high), got {bounds!r}")
     low, high = bounds
     if not 0 < low < high < math.inf:
         raise ValueError(f"expected bounds 0 < low < high < inf, got {bounds}")
+    if not (isinstance(iterations, int) and iterations >= 1):
+        raise ValueError(f"expected a positive integer number of iterations, got {iterations!r}")
     logits = logits.detach().double()
     targets = targets.to(logits.device).long()
-    if not bool(torch.isfinite(logits).all()):
-        raise ValueError("logits must be finite to fit a temperature")
+    finite = torch.isfinite(logits)
+    if not bool(finite.all()):
+        raise ValueError(
+            f"logits must be finite to fit a temperature; {int((~finite).sum())} of "
+            f"{finite.numel()} are not"
+        )
     if bool(((targets < 0) | (targets >= logits.shape[1])).any()):
         raise ValueError(
             f"targets must lie in [0, {logits.shape[1]}), got values from "
             f"{int(targets.min())} to {int(targets.max())}"
         )
     log_beta_low, log_beta_high = -math.log(high), -math.log(low)
-    if _mean_nll_slope(logits, targets, math.exp(log_beta_low)) >= 0:
+    slope_low = _mean_nll_slope(logits, targets, math.exp(log_beta_low))
+    slope_high = _mean_nll_slope(logits, targets, math.exp(log_beta_high))
+    if slope_low == 0 and slope_high == 0:  # flat over the whole range (or saturated): no change
+        return min(max(1.0, low), high)
+    if slope_low >= 0:
         return high
-    if _mean_nll_slope(logits, targets, math.exp(log_beta_high)) <= 0:
+    if slope_high <= 0:
         return low
     for _ in range(iterations):
         middle = 0.5 * (log_beta_low + log_beta_high)

@@ -17,7 +17,11 @@ from torch import nn
 
 from geozoo.metrics.calibration import expected_calibration_error, fit_temperature
 
-__all__ = ["fold_temperature", "fold_temperature_fitted_on"]
+__all__ = ["TEMPERATURE_BOUNDS", "fold_temperature", "fold_temperature_fitted_on"]
+
+#: The range searched for a published temperature; an optimum at either end means the
+#: validation data cannot calibrate the network (e.g. it has no errors), and publishing refuses.
+TEMPERATURE_BOUNDS = (0.01, 100.0)
 
 
 @torch.no_grad()
@@ -64,7 +68,9 @@ def fold_temperature_fitted_on(
     network: nn.Module, layer: str, validation: Iterable[Any]
 ) -> dict[str, Any]:
     """Fit a temperature on ``validation`` batches ``(inputs, labels)`` of ``network`` (in eval
-    mode) and fold it into ``layer`` (:func:`fold_temperature`).
+    mode) and fold it into ``layer`` (:func:`fold_temperature`). Refuses a temperature at the
+    edge of :data:`TEMPERATURE_BOUNDS` and a layer whose scaling does not scale the outputs (the
+    network is then left as it was).
 
     Returns:
         JSON-ready facts for the card: the temperature, the number of samples it was fitted on,
@@ -72,16 +78,31 @@ def fold_temperature_fitted_on(
     """
     was_training = network.training
     network.eval()
-    logits, targets = _logits(network, validation)
-    temperature = fit_temperature(logits, targets)
-    fold_temperature(network, layer, temperature)
-    scaled, _ = _logits(network, validation)
-    if not torch.allclose(scaled, logits / temperature, rtol=1e-4, atol=1e-4):
-        raise RuntimeError(
-            f"{type(network).__name__}.{layer} does not compute the logits directly: dividing "
-            "its weights by the temperature did not divide the outputs by it"
-        )
-    network.train(was_training)
+    try:
+        logits, targets = _logits(network, validation)
+        temperature = fit_temperature(logits, targets, bounds=TEMPERATURE_BOUNDS)
+        if temperature in TEMPERATURE_BOUNDS:
+            errors = int((logits.argmax(-1) != targets).sum())
+            raise ValueError(
+                f"the likelihood-optimal temperature lies at the edge of the searched range "
+                f"{TEMPERATURE_BOUNDS} (T = {temperature:g}; {errors} of {len(targets):,} "
+                "validation samples misclassified), so these samples cannot calibrate the "
+                "network (at the lower edge: no errors to calibrate on). Give the recipe more "
+                "validation data, or declare no temperature_layer for this entry"
+            )
+        original = {k: v.clone() for k, v in network.get_submodule(layer).state_dict().items()}
+        fold_temperature(network, layer, temperature)
+        scaled, _ = _logits(network, validation)
+        if not torch.allclose(scaled, logits / temperature, rtol=1e-4, atol=1e-4):
+            network.get_submodule(layer).load_state_dict(original)
+            gap = float((scaled - logits / temperature).abs().max())
+            raise RuntimeError(
+                f"{type(network).__name__}.{layer} does not compute the logits directly: dividing "
+                f"its weights by the temperature {temperature:.4g} did not divide the outputs by "
+                f"it (largest difference {gap:.3g}); the layer was restored"
+            )
+    finally:
+        network.train(was_training)
     return {
         "temperature": round(temperature, 4),
         "layer": layer,

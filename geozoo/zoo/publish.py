@@ -104,6 +104,13 @@ def _candidate(name: str, cfg: PretrainedCfg, run: TrainedRun) -> _Candidate:
     published = cfg.export(run.network) if cfg.export else Published(run.network)
     published.network.eval()
     if cfg.temperature_layer is not None:
+        if published.forms:
+            raise ValueError(
+                f"{name} declares temperature_layer={cfg.temperature_layer!r} and its export "
+                f"ships other forms ({', '.join(f.name for f in published.forms)}); the "
+                "temperature is folded into the published network only, so those forms would "
+                "ship uncalibrated"
+            )
         published.info["temperature_scaling"] = fold_temperature_fitted_on(
             published.network, cfg.temperature_layer, validation_loader(run.datamodule)
         )

@@ -110,9 +110,12 @@ def _nll(logits: torch.Tensor, targets: torch.Tensor, temperature: float) -> flo
     return float(torch.nn.functional.cross_entropy(logits.double() / temperature, targets))
 
 
-def _grid_temperature(logits: torch.Tensor, targets: torch.Tensor) -> float:
-    """The slow reference: the best of 4,001 temperatures spaced evenly in log T."""
-    grid = torch.logspace(-2, 2, 4001, dtype=torch.float64)
+def _grid_temperature(
+    logits: torch.Tensor, targets: torch.Tensor, decades: tuple[int, int] = (-2, 2)
+) -> float:
+    """The slow reference: the best of 1,000 temperatures per decade spaced evenly in log T."""
+    low, high = decades
+    grid = torch.logspace(low, high, 1000 * (high - low) + 1, dtype=torch.float64)
     values = [_nll(logits, targets, float(t)) for t in grid]
     return float(grid[min(range(len(values)), key=values.__getitem__)])
 
@@ -148,14 +151,16 @@ def test_fit_temperature_on_extreme_and_low_precision_logits() -> None:
     logits = 1e4 * torch.randn(200, 4, generator=g, dtype=torch.float64)
     # every sample right: the likelihood keeps rising as T -> 0, so the lower bound comes back
     assert fit_temperature(logits, logits.argmax(-1)) == 0.01
-    # some wrong at +-1e4: a finite optimum, found as by the float64 grid
+    # some wrong at +-1e4: an optimum far above 1, inside wide bounds, found as by the grid
     targets = torch.where(
         torch.arange(200) % 5 == 0, (logits.argmax(-1) + 1) % 4, logits.argmax(-1)
     )
-    fitted = fit_temperature(logits, targets)
-    assert math.isfinite(fitted) and fitted == pytest.approx(
-        _grid_temperature(logits, targets), rel=2.5e-3
-    )
+    fitted = fit_temperature(logits, targets, bounds=(1.0, 1e5))
+    assert 100 < fitted < 1e5
+    assert fitted == pytest.approx(_grid_temperature(logits, targets, (0, 5)), rel=2.5e-3)
+    # logits so large that the softmax is saturated at both ends of the range: no change
+    assert fit_temperature(1e8 * logits, logits.argmax(-1)) == 1.0
+    assert fit_temperature(torch.ones(10, 3), torch.zeros(10, dtype=torch.long)) == 1.0
     # bf16 logits are fitted in float64, exactly as their float64 values
     half = (3 * torch.randn(300, 6, generator=g)).bfloat16()
     labels = torch.randint(0, 6, (300,), generator=g)
@@ -172,8 +177,10 @@ def test_fit_temperature_on_extreme_and_low_precision_logits() -> None:
         (torch.zeros(5, 3), torch.zeros(5), {}, "integer targets"),
         (torch.zeros(5, 3), torch.zeros(4, dtype=torch.long), {}, r"shape \(5,\)"),
         (torch.zeros(5, 3), torch.full((5,), 3), {}, r"\[0, 3\)"),
-        (torch.full((5, 3), math.nan), torch.zeros(5, dtype=torch.long), {}, "finite"),
+        (torch.full((5, 3), math.nan), torch.zeros(5, dtype=torch.long), {}, "15 of 15 are not"),
         (torch.zeros(5, 3), torch.zeros(5, dtype=torch.long), {"bounds": (1.0, 0.5)}, "bounds"),
+        (torch.zeros(5, 3), torch.zeros(5, dtype=torch.long), {"bounds": 3.0}, "a pair"),
+        (torch.zeros(5, 3), torch.zeros(5, dtype=torch.long), {"iterations": 0}, "iterations"),
     ],
 )
 def test_fit_temperature_refuses_bad_input(logits, targets, kwargs, message) -> None:
